@@ -1,0 +1,176 @@
+"""Run configuration as data: a frozen dataclass, named presets, overrides, JSON.
+
+Presets (each docstring line is the command that runs it)::
+
+    imagenet128  python -m launch.train --preset=imagenet128 --workdir=W --data_dir=D
+    cifar10_32   python -m launch.train --preset=cifar10_32 --workdir=W
+    digits32     python -m launch.train --preset=digits32 --workdir=W   (offline)
+    tiny         python -m launch.train --preset=tiny --workdir=W --steps=6
+
+``imagenet128`` is the official run (train_imagenet.py + model.py defaults): global
+batch 256, G lr 1e-4, D lr 4e-4, Adam beta1 0 and beta2 0.999 (the official code
+leaves TF's default 0.999; the paper reports 0.9: set ``beta2`` to compare), hinge
+loss, one D step per G step, z_dim 128, gf=df=64, 1,000,000 steps.
+
+The library never reads flags: launchers build a ``Config`` with ``from_preset`` and
+``override`` and pass it down.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import typing
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Every knob of a run. Validated by ``validate()``."""
+  # Model.
+  image_size: int = 128
+  num_classes: int = 1000
+  z_dim: int = 128
+  gf_dim: int = 64
+  df_dim: int = 64
+  g_attention: Optional[Tuple[int, ...]] = None  # None: the architecture default
+  d_attention: Optional[Tuple[int, ...]] = None
+  variant: str = "official"
+  # Optimisation.
+  batch_size: int = 256  # global, over all replicas
+  g_lr: float = 1e-4
+  d_lr: float = 4e-4
+  beta1: float = 0.0
+  beta2: float = 0.999
+  loss: str = "hinge"  # "hinge" or "kl"
+  d_steps: int = 1  # D steps per G step
+  train_steps: int = 1_000_000
+  # Exponential moving average of the generator weights (0 = off).
+  ema_decay: float = 0.0
+  ema_start: int = 0
+  # Data.
+  dataset: str = "imagenet2012"  # "digits", "tfrecord" or a tfds name
+  data_dir: Optional[str] = None  # tfds data_dir
+  tfrecord_pattern: str = ""  # glob of official-format TFRecords
+  split: str = "train"
+  shuffle_buffer: int = 10_000
+  # Numerics and speed.
+  mixed_precision: bool = False  # Keras "mixed_bfloat16" policy
+  jit_compile: bool = False
+  # Bookkeeping.
+  seed: int = 0
+  log_every: int = 100
+  sample_every: int = 1000
+  checkpoint_every: int = 1000
+  keep_checkpoints: int = 5
+
+  def replace(self, **changes) -> "Config":
+    return dataclasses.replace(self, **changes).validate()
+
+  def validate(self) -> "Config":
+    """Raises ValueError naming the offending field; returns self."""
+    def need(cond, field, why):
+      if not cond:
+        raise ValueError(f"Config.{field}={getattr(self, field)!r}: {why}")
+    need(self.image_size in (32, 64, 128), "image_size", "must be 32, 64 or 128")
+    for f in ("num_classes", "z_dim", "gf_dim", "df_dim", "batch_size", "d_steps",
+              "train_steps", "log_every", "sample_every", "checkpoint_every",
+              "keep_checkpoints", "shuffle_buffer"):
+      need(getattr(self, f) > 0, f, "must be positive")
+    for f in ("g_lr", "d_lr"):
+      need(getattr(self, f) > 0, f, "must be positive")
+    for f in ("beta1", "beta2"):
+      need(0.0 <= getattr(self, f) < 1.0, f, "must be in [0, 1)")
+    need(0.0 <= self.ema_decay < 1.0, "ema_decay", "must be in [0, 1); 0 is off")
+    need(self.ema_start >= 0, "ema_start", "must be >= 0")
+    need(self.loss in ("hinge", "kl"), "loss", "must be 'hinge' or 'kl'")
+    need(self.variant in ("official", "tfgan_estimator"), "variant",
+         "must be 'official' or 'tfgan_estimator'")
+    need(self.dataset != "tfrecord" or bool(self.tfrecord_pattern),
+         "tfrecord_pattern", "is required when dataset='tfrecord'")
+    return self
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
+
+  @classmethod
+  def from_json(cls, text: str) -> "Config":
+    raw = json.loads(text)
+    unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+      raise ValueError(f"Unknown config fields {unknown} in JSON.")
+    for key in ("g_attention", "d_attention"):
+      if raw.get(key) is not None:
+        raw[key] = tuple(raw[key])
+    return cls(**raw).validate()
+
+  def save(self, workdir: str) -> str:
+    """Writes ``config.json`` into workdir; returns its path."""
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, "config.json")
+    with open(path, "w") as f:
+      f.write(self.to_json() + "\n")
+    return path
+
+
+PRESETS: Dict[str, Config] = {
+    "imagenet128": Config(),
+    "cifar10_32": Config(
+        image_size=32, num_classes=10, batch_size=64, d_steps=5,
+        dataset="cifar10", train_steps=100_000, g_lr=1e-4, d_lr=4e-4),
+    # Offline default: scikit-learn's bundled 8x8 digits resized to 32x32.
+    "digits32": Config(
+        image_size=32, num_classes=10, gf_dim=16, df_dim=16, batch_size=32,
+        dataset="digits", train_steps=1500, g_lr=2e-4, d_lr=2e-4, beta1=0.0,
+        beta2=0.9, log_every=50, sample_every=250, checkpoint_every=250,
+        shuffle_buffer=2048),
+    "tiny": Config(
+        image_size=32, num_classes=10, gf_dim=4, df_dim=4, z_dim=16, batch_size=4,
+        dataset="digits", train_steps=6, log_every=1, sample_every=3,
+        checkpoint_every=3, shuffle_buffer=64),
+}
+
+
+def from_preset(name: str) -> Config:
+  if name not in PRESETS:
+    raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
+  return PRESETS[name].validate()
+
+
+def _parse(field_type, text: str):
+  """Parses a command-line string into a field's type."""
+  origin = typing.get_origin(field_type)
+  args = typing.get_args(field_type)
+  if origin is typing.Union:  # Optional[X]
+    if text.lower() in ("", "none"):
+      return None
+    return _parse([a for a in args if a is not type(None)][0], text)
+  if origin in (tuple, Tuple):
+    return tuple(int(p) for p in text.replace(" ", "").split(",") if p)
+  if field_type is bool:
+    if text.lower() in ("1", "true", "yes"):
+      return True
+    if text.lower() in ("0", "false", "no"):
+      return False
+    raise ValueError(f"not a boolean: {text!r}")
+  return field_type(text)
+
+
+def override(config: Config, overrides: Mapping[str, Any]) -> Config:
+  """Returns config with fields replaced; string values are parsed by type.
+
+  Raises ValueError naming an unknown field or a value that does not parse.
+  """
+  hints = typing.get_type_hints(Config)
+  changes = {}
+  for key, value in overrides.items():
+    if key not in hints:
+      raise ValueError(f"Unknown config field {key!r}; fields are "
+                       f"{sorted(hints)}.")
+    if isinstance(value, str):
+      try:
+        value = _parse(hints[key], value)
+      except ValueError as e:
+        raise ValueError(f"Cannot parse {key}={value!r}: {e}") from None
+    changes[key] = value
+  return config.replace(**changes)

@@ -1,0 +1,218 @@
+"""Spectrally normalised Conv2D, Dense and Embedding layers.
+
+Official semantics (``ops.spectral_normed_weight`` in brain-research/self-attention-gan):
+
+* ``W`` is reshaped to ``[-1, out]``; a persistent, non-trainable ``u`` of shape
+  ``[1, out]`` (truncated-normal init, *not* unit norm) lives in the output space.
+* One power iteration per forward pass, starting from the stored ``u``::
+
+      v  = l2n(u W^T)            # [1, in]
+      u' = l2n(v W)              # [1, out]
+      sigma = v W u'^T
+      W_bar = W / sigma          # gradients flow through sigma, v and u'
+
+  with ``l2n(x) = x / (||x|| + 1e-12)``.
+* Whether ``u'`` is written back into ``u`` is decided by the caller (``update_u``).
+* The embedding normalises the *transposed* map ``[emb, classes]``, so its ``u`` has
+  shape ``[1, num_classes]``.
+
+The TF-GAN estimator port (``tfgan_estimator`` variant) differs and is supported
+with its own semantics through two constructor arguments:
+
+* ``u_space="in"``: ``u`` of shape ``[K, 1]`` lives in the input space (K = product
+  of all but the last kernel dimension): ``v = l2n(W^T u)``, ``u' = l2n(W v)``,
+  ``sigma = u'^T W v``, with ``tf.nn.l2_normalize`` (``x * rsqrt(max(sum x^2, 1e-12))``).
+* ``clip_sigma=True``: ``W / max(1, sigma)``.
+
+Deliberate deviations from the official code:
+
+* The power iteration and the division by sigma always run in float32, also under a
+  mixed-precision policy (the kernel and ``u`` are stored and read in float32); only
+  the normalised kernel is cast to the compute dtype.
+* Variables are Keras layer weights (``kernel``, ``bias``, ``u``) instead of TF1
+  ``get_variable`` entries named ``w``/``Matrix``/``biases``; ``sagan_tf.convert`` holds
+  the name map.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+_OFFICIAL_EPS = 1e-12
+
+
+def _l2n_official(x):
+  return x / (tf.sqrt(tf.reduce_sum(tf.square(x))) + _OFFICIAL_EPS)
+
+
+def power_iteration(w_mat, u, u_space="out"):
+  """One power iteration on a 2-D weight matrix.
+
+  Args:
+    w_mat: float32 `[in, out]` matrix.
+    u: the stored vector: `[1, out]` for ``u_space="out"`` (official), `[in, 1]`
+      for ``u_space="in"`` (TF-GAN).
+
+  Returns:
+    (sigma, u_new): scalar estimate of the largest singular value, and the updated
+    vector of the same shape as ``u``. Both are differentiable w.r.t. ``w_mat``.
+  """
+  if u_space == "out":
+    v = _l2n_official(tf.matmul(u, w_mat, transpose_b=True))  # [1, in]
+    u_new = _l2n_official(tf.matmul(v, w_mat))  # [1, out]
+    sigma = tf.squeeze(tf.matmul(tf.matmul(v, w_mat), u_new, transpose_b=True))
+  elif u_space == "in":
+    v = tf.math.l2_normalize(tf.matmul(w_mat, u, transpose_a=True))  # [out, 1]
+    u_new = tf.math.l2_normalize(tf.matmul(w_mat, v))  # [in, 1]
+    sigma = tf.squeeze(tf.matmul(tf.matmul(u_new, w_mat, transpose_a=True), v))
+  else:
+    raise ValueError(f"u_space must be 'out' or 'in', got {u_space!r}.")
+  return sigma, u_new
+
+
+class _SpectralNormMixin:
+  """Shared spectral-norm state for the SN layers (``u`` and the normalisation)."""
+
+  def _init_sn(self, u_space, clip_sigma):
+    if u_space not in ("out", "in"):
+      raise ValueError(f"u_space must be 'out' or 'in', got {u_space!r}.")
+    self.u_space = u_space
+    self.clip_sigma = bool(clip_sigma)
+
+  def _add_u(self, rows, cols):
+    """Creates ``u`` for a `[rows, cols]` matrix view of the kernel."""
+    shape = (1, cols) if self.u_space == "out" else (rows, 1)
+    self.u = self.add_weight(
+        name="u", shape=shape, trainable=False, autocast=False,
+        initializer=keras.initializers.TruncatedNormal(mean=0.0, stddev=1.0),
+        aggregation="mean")
+
+  def normalized(self, w, update_u):
+    """Returns ``w / sigma`` (float32) after one power iteration.
+
+    Args:
+      w: float32 kernel viewed as the matrix the SN acts on (any shape whose last
+        dimension is the SN "out" dimension).
+      update_u: write the post-iteration vector back into ``u``.
+    """
+    w_shape = tf.shape(w)
+    w_mat = tf.reshape(w, [-1, w.shape[-1]])
+    sigma, u_new = power_iteration(w_mat, tf.convert_to_tensor(self.u), self.u_space)
+    if self.clip_sigma:
+      sigma = tf.maximum(1.0, sigma)
+    if update_u:
+      self.u.assign(u_new)
+    return tf.reshape(w_mat / sigma, w_shape)
+
+  def sigma(self):
+    """The sigma the next forward pass would use (no update of ``u``)."""
+    w = tf.convert_to_tensor(self._sn_weight())
+    sigma, _ = power_iteration(tf.reshape(w, [-1, w.shape[-1]]),
+                               tf.convert_to_tensor(self.u), self.u_space)
+    return sigma
+
+
+class SNConv2D(_SpectralNormMixin, keras.layers.Layer):
+  """Spectrally normalised 2-D convolution, stride and padding 'SAME' as official.
+
+  Call: ``layer(x, update_u=True)``; x `[N, H, W, C_in]` -> `[N, H/s, W/s, filters]`.
+  """
+
+  def __init__(self, filters, kernel_size=3, strides=1, use_bias=True,
+               u_space="out", clip_sigma=False, **kwargs):
+    super().__init__(**kwargs)
+    self.filters = int(filters)
+    self.kernel_size = int(kernel_size)
+    self.strides = int(strides)
+    self.use_bias = bool(use_bias)
+    self._init_sn(u_space, clip_sigma)
+
+  def build(self, input_shape):
+    c_in = int(input_shape[-1])
+    k = self.kernel_size
+    self.kernel = self.add_weight(
+        name="kernel", shape=(k, k, c_in, self.filters), autocast=False,
+        initializer=keras.initializers.GlorotUniform())
+    self._add_u(k * k * c_in, self.filters)
+    if self.use_bias:
+      self.bias = self.add_weight(name="bias", shape=(self.filters,),
+                                  initializer="zeros", autocast=False)
+
+  def _sn_weight(self):
+    return self.kernel
+
+  def call(self, x, update_u=True):
+    w = self.normalized(tf.convert_to_tensor(self.kernel), update_u)
+    y = tf.nn.conv2d(x, tf.cast(w, x.dtype), strides=self.strides, padding="SAME")
+    if self.use_bias:
+      y = tf.nn.bias_add(y, tf.cast(self.bias, y.dtype))
+    return y
+
+
+class SNDense(_SpectralNormMixin, keras.layers.Layer):
+  """Spectrally normalised dense layer: `[N, in]` -> `[N, units]`."""
+
+  def __init__(self, units, use_bias=True, u_space="out", clip_sigma=False,
+               **kwargs):
+    super().__init__(**kwargs)
+    self.units = int(units)
+    self.use_bias = bool(use_bias)
+    self._init_sn(u_space, clip_sigma)
+
+  def build(self, input_shape):
+    d_in = int(input_shape[-1])
+    self.kernel = self.add_weight(
+        name="kernel", shape=(d_in, self.units), autocast=False,
+        initializer=keras.initializers.GlorotUniform())
+    self._add_u(d_in, self.units)
+    if self.use_bias:
+      self.bias = self.add_weight(name="bias", shape=(self.units,),
+                                  initializer="zeros", autocast=False)
+
+  def _sn_weight(self):
+    return self.kernel
+
+  def call(self, x, update_u=True):
+    w = self.normalized(tf.convert_to_tensor(self.kernel), update_u)
+    y = tf.matmul(x, tf.cast(w, x.dtype))
+    if self.use_bias:
+      y = y + tf.cast(self.bias, y.dtype)
+    return y
+
+
+class SNEmbedding(_SpectralNormMixin, keras.layers.Layer):
+  """Spectrally normalised class embedding: labels `[N]` -> `[N, embedding_dim]`.
+
+  The official code normalises the transposed map `[embedding_dim, num_classes]`,
+  so ``u`` is `[1, num_classes]`. (TF-GAN normalises the map itself with ``u`` of
+  shape `[num_classes, 1]`: the same vector space, so ``u_space="in"`` here.)
+  """
+
+  def __init__(self, num_classes, embedding_dim, u_space="out", clip_sigma=False,
+               **kwargs):
+    super().__init__(**kwargs)
+    self.num_classes = int(num_classes)
+    self.embedding_dim = int(embedding_dim)
+    self._init_sn(u_space, clip_sigma)
+
+  def build(self, input_shape=None):
+    self.embeddings = self.add_weight(
+        name="embeddings", shape=(self.num_classes, self.embedding_dim),
+        autocast=False, initializer=keras.initializers.GlorotUniform())
+    # u lives in the class space in both variants; only its layout differs.
+    if self.u_space == "out":
+      self._add_u(self.embedding_dim, self.num_classes)
+    else:
+      self._add_u(self.num_classes, self.embedding_dim)
+
+  def _sn_weight(self):
+    m = tf.convert_to_tensor(self.embeddings)
+    return tf.transpose(m) if self.u_space == "out" else m
+
+  def call(self, labels, update_u=True):
+    m = tf.convert_to_tensor(self.embeddings)
+    if self.u_space == "out":
+      m_bar = tf.transpose(self.normalized(tf.transpose(m), update_u))
+    else:
+      m_bar = self.normalized(m, update_u)
+    return tf.gather(m_bar, tf.cast(labels, tf.int32))
