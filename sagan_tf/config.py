@@ -6,11 +6,16 @@ Presets (each docstring line is the command that runs it)::
     cifar10_32   python -m launch.train --preset=cifar10_32 --workdir=W
     digits32     python -m launch.train --preset=digits32 --workdir=W   (offline)
     tiny         python -m launch.train --preset=tiny --workdir=W --steps=6
+    biggan_schedule128  python -m launch.train --preset=biggan_schedule128 --workdir=W --data_dir=D
 
 ``imagenet128`` is the official run (train_imagenet.py + model.py defaults): global
 batch 256, G lr 1e-4, D lr 4e-4, Adam beta1 0 and beta2 0.999 (the official code
 leaves TF's default 0.999; the paper reports 0.9: set ``beta2`` to compare), hinge
 loss, one D step per G step, z_dim 128, gf=df=64, 1,000,000 steps.
+
+``biggan_schedule128`` is ``imagenet128`` with BigGAN's training schedule (Brock et
+al. 2019): two D steps per G step, Adam beta2 0.999, global batch 256, and an EMA
+generator (decay 0.9999, averaging from step 20,000; see ``sagan_tf.ema``).
 
 The library never reads flags: launchers build a ``Config`` with ``from_preset`` and
 ``override`` and pass it down.
@@ -128,6 +133,8 @@ PRESETS: Dict[str, Config] = {
         image_size=32, num_classes=10, gf_dim=4, df_dim=4, z_dim=16, batch_size=4,
         dataset="digits", train_steps=6, log_every=1, sample_every=3,
         checkpoint_every=3, shuffle_buffer=64),
+    "biggan_schedule128": Config(
+        batch_size=256, d_steps=2, beta2=0.999, ema_decay=0.9999, ema_start=20000),
 }
 
 
