@@ -1,0 +1,272 @@
+"""Example sources for ``sagan_tf.data``: scikit-learn digits, official-format
+TFRecords and TensorFlow Datasets.
+
+Each source returns an unbatched ``tf.data.Dataset`` of ``(raw, label)`` pairs plus
+a ``decode`` function mapping one pair to ``(image float32 [S, S, 3] in [-1, 1],
+label int32)``. Decoding is kept apart so that ``sagan_tf.data`` can shard, shuffle
+and skip on cheap raw elements (encoded bytes) before the expensive decode.
+
+Official format (brain-research/self-attention-gan ``dataset.py`` /
+``utils_ori.py``): each record is a ``tf.train.Example`` with ``image_raw`` (bytes
+of an ``S x S x 3`` uint8 image, row-major HWC; the official code fixes S = 128) and
+``label`` (int64, used as is: the official ``label_offset`` defaults to 0). Pixels
+map to ``x * 2 / 255 - 1``, as in the official reader.
+
+Deliberate deviations from the official reader:
+  * files come from a glob (``Config.tfrecord_pattern``) rather than
+    ``data_dir/*.tfrecords``; the record image size is ``Config.image_size``;
+  * every record's byte size and label are checked (the official code reshapes
+    blindly and feeds any label into the class embedding).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+Decode = Callable[[tf.Tensor, tf.Tensor], Tuple[tf.Tensor, tf.Tensor]]
+
+DIGITS_CLASSES = 10
+_TFDS_FIX = ("Prepare it once with `tfds build {name} --data_dir=DIR` (or "
+             "`sagan_tf.data.prepare_tfds_dataset(config)` while online; ImageNet "
+             "needs its archives placed in DIR/downloads/manual first), then pass "
+             "--data_dir=DIR (Config.data_dir) pointing at the prepared copy.")
+
+
+class DataError(ValueError):
+  """A bad data input; the message names the problem and what to do."""
+
+
+def _to_unit_range(image_uint8_values: tf.Tensor) -> tf.Tensor:
+  """[0, 255] values (any dtype) -> float32 in [-1, 1], as x * 2 / 255 - 1."""
+  return tf.cast(image_uint8_values, tf.float32) * (2.0 / 255.0) - 1.0
+
+
+def _check_label(label: tf.Tensor, num_classes: int, where: str) -> tf.Tensor:
+  """int32 label, with a runtime assertion that it lies in [0, num_classes)."""
+  label = tf.cast(label, tf.int32)
+  msg = (f"{where}: label outside [0, num_classes={num_classes}); set "
+         f"Config.num_classes to cover the dataset's labels or fix the data. Label:")
+  with tf.control_dependencies([
+      tf.debugging.assert_non_negative(label, message=msg),
+      tf.debugging.assert_less(label, num_classes, message=msg)]):
+    return tf.identity(label)
+
+
+# --------------------------------------------------------------------------- digits
+
+@functools.lru_cache(maxsize=4)
+def load_digits_images(image_size: int) -> Tuple[np.ndarray, np.ndarray]:
+  """scikit-learn's bundled 8x8 digits (offline), upscaled for a GAN.
+
+  The 8x8 images (values 0-16, strokes high) are scaled to [0, 255], inverted to
+  dark ink on a white background (how handwriting looks on paper, and how
+  scikit-learn plots them), upscaled with bicubic interpolation (smoother strokes
+  than bilinear at 4x), clipped, rounded, and replicated to 3 channels.
+
+  Args:
+    image_size: output side S.
+  Returns:
+    (images uint8 [1797, S, S, 3], labels int64 [1797] in [0, 10)); read-only and
+    cached per image_size.
+  """
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  digits = load_digits()
+  ink = digits.images.astype(np.float32) * (255.0 / 16.0)  # [N, 8, 8]
+  paper = 255.0 - ink
+  up = tf.image.resize(paper[..., None], [image_size, image_size],
+                       method="bicubic").numpy()
+  images = np.clip(np.round(up), 0, 255).astype(np.uint8)
+  images = np.repeat(images, 3, axis=-1)
+  labels = digits.target.astype(np.int64)
+  images.setflags(write=False)
+  labels.setflags(write=False)
+  return images, labels
+
+
+def digits_source(config) -> Tuple[tf.data.Dataset, Decode]:
+  if config.num_classes < DIGITS_CLASSES:
+    raise DataError(f"dataset='digits' has {DIGITS_CLASSES} classes but "
+                    f"Config.num_classes={config.num_classes}; set num_classes=10.")
+  images, labels = load_digits_images(config.image_size)
+  ds = tf.data.Dataset.from_tensor_slices((images, labels))
+
+  def decode(image, label):
+    return _to_unit_range(image), tf.cast(label, tf.int32)
+  return ds, decode
+
+
+# ------------------------------------------------------------------------- TFRecord
+
+def write_official_tfrecord(path: str, images_uint8, labels) -> str:
+  """Writes images in the official SAGAN TFRecord format; returns path.
+
+  Args:
+    path: output file (any tf.io.gfile path); the official reader globs
+      ``*.tfrecords``.
+    images_uint8: uint8 array [N, S, S, 3] (the official data has S = 128).
+    labels: ints [N], stored as int64 ``label``.
+  """
+  images = np.asarray(images_uint8)
+  labels = np.asarray(labels)
+  if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+    raise DataError(f"write_official_tfrecord needs uint8 images [N, S, S, 3]; "
+                    f"got {images.dtype} {images.shape}.")
+  if labels.shape != (images.shape[0],):
+    raise DataError(f"write_official_tfrecord needs one label per image; got "
+                    f"labels {labels.shape} for {images.shape[0]} images.")
+  with tf.io.TFRecordWriter(path) as writer:
+    for image, label in zip(images, labels):
+      example = tf.train.Example(features=tf.train.Features(feature={
+          "image_raw": tf.train.Feature(
+              bytes_list=tf.train.BytesList(value=[image.tobytes()])),
+          "label": tf.train.Feature(
+              int64_list=tf.train.Int64List(value=[int(label)])),
+      }))
+      writer.write(example.SerializeToString())
+  return path
+
+
+_FEATURES = {
+    "image_raw": tf.io.FixedLenFeature([], tf.string),
+    "label": tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+def _check_first_record(path: str, size: int, num_classes: int) -> None:
+  """Fails early, as a DataError, on the commonest mistakes in the first record."""
+  for raw in tf.data.TFRecordDataset(path).take(1):
+    try:
+      example = tf.io.parse_single_example(raw, _FEATURES)
+    except tf.errors.InvalidArgumentError as e:
+      raise DataError(
+          f"{path}: first record is not in the official SAGAN format (features "
+          f"'image_raw' bytes and 'label' int64): {e.message.splitlines()[0]}. "
+          "Write files with sagan_tf.data.write_official_tfrecord.") from None
+    got = int(tf.strings.length(example["image_raw"]))
+    if got != size * size * 3:
+      raise DataError(
+          f"{path}: image_raw has {got} bytes, expected {size * size * 3} "
+          f"(a {size}x{size}x3 uint8 image for Config.image_size={size}). Set "
+          "image_size to the records' size or rewrite the records.")
+    label = int(example["label"])
+    if not 0 <= label < num_classes:
+      raise DataError(f"{path}: label {label} outside [0, num_classes="
+                      f"{num_classes}); set Config.num_classes or fix the labels.")
+
+
+def tfrecord_source(config, *, shuffle: bool, seed: int
+                    ) -> Tuple[tf.data.Dataset, Decode]:
+  """Records from every file matching ``config.tfrecord_pattern`` (sorted)."""
+  pattern = config.tfrecord_pattern
+  files = sorted(tf.io.gfile.glob(pattern)) if pattern else []
+  if not files:
+    raise DataError(f"No TFRecord files match Config.tfrecord_pattern={pattern!r}; "
+                    "pass --tfrecord_pattern='DIR/*.tfrecords' naming existing files.")
+  size, num_classes = config.image_size, config.num_classes
+  _check_first_record(files[0], size, num_classes)
+  ds = tf.data.Dataset.from_tensor_slices(files)
+  if shuffle:
+    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=False)
+  ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
+                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.map(lambda r: (r, tf.constant(0, tf.int64)))  # (raw, unused label)
+  expected = size * size * 3
+
+  def decode(record, unused_label):
+    ex = tf.io.parse_single_example(record, _FEATURES)
+    nbytes = tf.strings.length(ex["image_raw"])
+    with tf.control_dependencies([tf.debugging.assert_equal(
+        nbytes, expected,
+        message=(f"TFRecord image_raw has the wrong size: expected {expected} bytes "
+                 f"({size}x{size}x3 uint8 for Config.image_size={size}); got"))]):
+      image = tf.io.decode_raw(ex["image_raw"], tf.uint8)
+    image = tf.reshape(image, [size, size, 3])
+    return _to_unit_range(image), _check_label(ex["label"], num_classes, pattern)
+  return ds, decode
+
+
+# ----------------------------------------------------------------------------- TFDS
+
+def _tfds_builder(config):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  name, data_dir = config.dataset, config.data_dir
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise DataError(
+        f"Config.dataset={name!r} is neither 'digits', 'tfrecord' nor a TFDS "
+        "dataset name (see tfds.list_builders()).") from None
+  features = builder.info.features
+  missing = [k for k in ("image", "label") if k not in features]
+  if missing:
+    raise DataError(f"TFDS dataset {name!r} has no {missing} feature(s) (it has "
+                    f"{sorted(features)}); sagan_tf needs 'image' and 'label'.")
+  n = getattr(features["label"], "num_classes", None)
+  if n is not None and n > config.num_classes:
+    raise DataError(f"TFDS dataset {name!r} has {n} classes but "
+                    f"Config.num_classes={config.num_classes}; set num_classes={n}.")
+  return builder
+
+
+def prepare_tfds_dataset(config) -> None:
+  """Downloads and prepares ``config.dataset`` into ``config.data_dir`` (online)."""
+  builder = _tfds_builder(config)
+  try:
+    builder.download_and_prepare()
+  except Exception as e:  # pylint: disable=broad-except
+    raise DataError(
+        f"Could not download/prepare TFDS dataset {config.dataset!r} into "
+        f"data_dir={config.data_dir!r}: {type(e).__name__}: {e}. "
+        + _TFDS_FIX.format(name=config.dataset)) from e
+
+
+def _square_and_resize(image: tf.Tensor, size: int) -> tf.Tensor:
+  """uint8 [H, W, 3] -> float32 [size, size, 3] in [0, 255], integer valued.
+
+  Non-square images are centre-cropped to their short side; images of another size
+  are resized with antialiased bilinear interpolation (an area-like average when
+  shrinking) and rounded, so values stay on the uint8 grid of the official data.
+  """
+  shape = tf.shape(image)
+  h, w = shape[0], shape[1]
+  side = tf.minimum(h, w)
+  image = tf.image.crop_to_bounding_box(image, (h - side) // 2, (w - side) // 2,
+                                        side, side)
+  image = tf.cast(image, tf.float32)
+
+  def resize():
+    out = tf.image.resize(image, [size, size], method="bilinear", antialias=True)
+    return tf.round(tf.clip_by_value(out, 0.0, 255.0))
+  image = tf.cond(tf.equal(side, size), lambda: image, resize)
+  return tf.ensure_shape(image, [size, size, 3])
+
+
+def tfds_source(config, split: str, *, shuffle: bool, seed: int
+                ) -> Tuple[tf.data.Dataset, Decode]:
+  """A prepared TFDS dataset with 'image' and 'label' features, read offline."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  _tfds_builder(config)
+  name, size, num_classes = config.dataset, config.image_size, config.num_classes
+  try:
+    ds = tfds.load(
+        name, split=split, data_dir=config.data_dir, download=False,
+        shuffle_files=shuffle, decoders={"image": tfds.decode.SkipDecoding()},
+        read_config=tfds.ReadConfig(shuffle_seed=seed))
+  except (AssertionError, FileNotFoundError, tf.errors.NotFoundError) as e:
+    raise DataError(
+        f"TFDS dataset {name!r} (split {split!r}) is not prepared in "
+        f"data_dir={config.data_dir!r} ({str(e).splitlines()[0]}). "
+        + _TFDS_FIX.format(name=name)) from None
+  except ValueError as e:  # e.g. an unknown split
+    raise DataError(f"TFDS dataset {name!r}: cannot read split {split!r}: {e}. "
+                    "Set Config.split (e.g. 'train').") from None
+  ds = ds.map(lambda ex: (ex["image"], ex["label"]))
+
+  def decode(encoded, label):
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image = _square_and_resize(image, size)
+    return image * (2.0 / 255.0) - 1.0, _check_label(label, num_classes, name)
+  return ds, decode
