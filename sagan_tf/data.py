@@ -63,7 +63,9 @@ def make_dataset(config, batch_size: int, *, split: Optional[str] = None,
     input_context: a ``tf.distribute.InputContext``; the examples are split into
       ``num_input_pipelines`` disjoint shards and this pipeline reads shard
       ``input_pipeline_id``.
-    skip_batches: start after this many batches of this pipeline.
+    skip_batches: start after this many batches of this pipeline. The skipped
+      records are read and shuffled but not decoded: cheap for 'digits', but for
+      files it costs reading skip_batches * batch_size records.
   Returns:
     ``tf.data.Dataset`` of (images float32 [batch_size, S, S, 3] in [-1, 1],
     labels int32 [batch_size]), S = ``config.image_size``.

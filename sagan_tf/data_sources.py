@@ -227,8 +227,8 @@ def _square_and_resize(image: tf.Tensor, size: int) -> tf.Tensor:
   """uint8 [H, W, 3] -> float32 [size, size, 3] in [0, 255], integer valued.
 
   Non-square images are centre-cropped to their short side; images of another size
-  are resized with antialiased bilinear interpolation (an area-like average when
-  shrinking) and rounded, so values stay on the uint8 grid of the official data.
+  are resized with antialiased bilinear interpolation (a triangle filter as wide
+  as the shrink factor, so no aliasing when shrinking ImageNet) and rounded, so values stay on the uint8 grid of the official data.
   """
   shape = tf.shape(image)
   h, w = shape[0], shape[1]
