@@ -9,7 +9,8 @@ and skip on cheap raw elements (encoded bytes) before the expensive decode.
 Official format (brain-research/self-attention-gan ``dataset.py`` /
 ``utils_ori.py``): each record is a ``tf.train.Example`` with ``image_raw`` (bytes
 of an ``S x S x 3`` uint8 image, row-major HWC; the official code fixes S = 128) and
-``label`` (int64, used as is: the official ``label_offset`` defaults to 0). Pixels
+``label`` (int64, used as is: the official ``label_offset`` defaults to 0; other
+features such as ``height``/``width``/``depth`` are ignored). Pixels
 map to ``x * 2 / 255 - 1``, as in the official reader.
 
 Deliberate deviations from the official reader:
@@ -100,6 +101,10 @@ def digits_source(config) -> Tuple[tf.data.Dataset, Decode]:
 
 # ------------------------------------------------------------------------- TFRecord
 
+def _int64(value) -> tf.train.Feature:
+  return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+
 def write_official_tfrecord(path: str, images_uint8, labels) -> str:
   """Writes images in the official SAGAN TFRecord format; returns path.
 
@@ -108,6 +113,10 @@ def write_official_tfrecord(path: str, images_uint8, labels) -> str:
       ``*.tfrecords``.
     images_uint8: uint8 array [N, S, S, 3] (the official data has S = 128).
     labels: ints [N], stored as int64 ``label``.
+
+  Like improved-gan's convert_imagenet_to_records.py (which made the official
+  data, labels 0-999 from the sorted synsets), records also carry int64 ``height``,
+  ``width`` and ``depth``; readers ignore them.
   """
   images = np.asarray(images_uint8)
   labels = np.asarray(labels)
@@ -120,10 +129,12 @@ def write_official_tfrecord(path: str, images_uint8, labels) -> str:
   with tf.io.TFRecordWriter(path) as writer:
     for image, label in zip(images, labels):
       example = tf.train.Example(features=tf.train.Features(feature={
+          "height": _int64(image.shape[0]),
+          "width": _int64(image.shape[1]),
+          "depth": _int64(3),
           "image_raw": tf.train.Feature(
               bytes_list=tf.train.BytesList(value=[image.tobytes()])),
-          "label": tf.train.Feature(
-              int64_list=tf.train.Int64List(value=[int(label)])),
+          "label": _int64(label),
       }))
       writer.write(example.SerializeToString())
   return path

@@ -216,6 +216,8 @@ def test_tfds_bad_inputs(tmp_path):
     data.make_dataset(tiny(dataset="cifar10", data_dir=empty), 2)
   with pytest.raises(DataError, match=r"no \['label'\] feature"):
     data.make_dataset(tiny(dataset="lsun", data_dir=empty), 2)
+  with pytest.raises(DataError, match=r"no \['label'\] feature"):
+    data.prepare_tfds_dataset(tiny(dataset="lsun", data_dir=empty))  # no download
   with pytest.raises(DataError, match="num_classes=10"):
     data.make_dataset(tiny(num_classes=5), 2)  # digits need 10 classes
 
@@ -241,6 +243,9 @@ def test_distributed_dataset_mirrored():
   np.testing.assert_array_equal(
       np.concatenate([t.numpy() for t in strategy.experimental_local_results(y)]),
       reference[2][1])
+  default = tf.distribute.get_strategy()
+  x, y = next(iter(data.distributed_dataset(default, cfg)))
+  np.testing.assert_array_equal(y.numpy(), reference[0][1])
   with pytest.raises(DataError, match="batch_size=7 is not divisible by the 2"):
     data.distributed_dataset(strategy, tiny(batch_size=7))
 
