@@ -14,14 +14,16 @@ Official semantics (``ops.spectral_normed_weight`` in brain-research/self-attent
   with ``l2n(x) = x / (||x|| + 1e-12)``.
 * Whether ``u'`` is written back into ``u`` is decided by the caller (``update_u``).
 * The embedding normalises the *transposed* map ``[emb, classes]``, so its ``u`` has
-  shape ``[1, num_classes]``.
+  shape ``[1, num_classes]`` (TF-GAN: ``[embedding_dim, 1]``).
 
 The TF-GAN estimator port (``tfgan_estimator`` variant) differs and is supported
 with its own semantics through two constructor arguments:
 
 * ``u_space="in"``: ``u`` of shape ``[K, 1]`` lives in the input space (K = product
   of all but the last kernel dimension): ``v = l2n(W^T u)``, ``u' = l2n(W v)``,
-  ``sigma = u'^T W v``, with ``tf.nn.l2_normalize`` (``x * rsqrt(max(sum x^2, 1e-12))``).
+  ``sigma = u'^T W v``, with ``tf.nn.l2_normalize`` (``x * rsqrt(max(sum x^2, 1e-12))``),
+  and ``u'``, ``v`` held constant for the gradient (``tf.stop_gradient``, as TF-GAN),
+  so the gradient reaches sigma only through the explicit ``W`` in ``u'^T W v``.
 * ``clip_sigma=True``: ``W / max(1, sigma)``.
 
 Deliberate deviations from the official code:
@@ -55,7 +57,8 @@ def power_iteration(w_mat, u, u_space="out"):
 
   Returns:
     (sigma, u_new): scalar estimate of the largest singular value, and the updated
-    vector of the same shape as ``u``. Both are differentiable w.r.t. ``w_mat``.
+    vector of the same shape as ``u``. Both are differentiable w.r.t. ``w_mat``
+    (for ``u_space="in"`` sigma only through its explicit ``w_mat`` factor).
   """
   if u_space == "out":
     v = _l2n_official(tf.matmul(u, w_mat, transpose_b=True))  # [1, in]
@@ -64,6 +67,7 @@ def power_iteration(w_mat, u, u_space="out"):
   elif u_space == "in":
     v = tf.math.l2_normalize(tf.matmul(w_mat, u, transpose_a=True))  # [out, 1]
     u_new = tf.math.l2_normalize(tf.matmul(w_mat, v))  # [in, 1]
+    u_new, v = tf.stop_gradient(u_new), tf.stop_gradient(v)  # as TF-GAN
     sigma = tf.squeeze(tf.matmul(tf.matmul(u_new, w_mat, transpose_a=True), v))
   else:
     raise ValueError(f"u_space must be 'out' or 'in', got {u_space!r}.")
@@ -183,9 +187,9 @@ class SNDense(_SpectralNormMixin, keras.layers.Layer):
 class SNEmbedding(_SpectralNormMixin, keras.layers.Layer):
   """Spectrally normalised class embedding: labels `[N]` -> `[N, embedding_dim]`.
 
-  The official code normalises the transposed map `[embedding_dim, num_classes]`,
-  so ``u`` is `[1, num_classes]`. (TF-GAN normalises the map itself with ``u`` of
-  shape `[num_classes, 1]`: the same vector space, so ``u_space="in"`` here.)
+  Both the official code and TF-GAN normalise the transposed map
+  `[embedding_dim, num_classes]`, so ``u`` is `[1, num_classes]` (official,
+  ``u_space="out"``) or `[embedding_dim, 1]` (TF-GAN, ``u_space="in"``).
   """
 
   def __init__(self, num_classes, embedding_dim, u_space="out", clip_sigma=False,
@@ -199,20 +203,13 @@ class SNEmbedding(_SpectralNormMixin, keras.layers.Layer):
     self.embeddings = self.add_weight(
         name="embeddings", shape=(self.num_classes, self.embedding_dim),
         autocast=False, initializer=keras.initializers.GlorotUniform())
-    # u lives in the class space in both variants; only its layout differs.
-    if self.u_space == "out":
-      self._add_u(self.embedding_dim, self.num_classes)
-    else:
-      self._add_u(self.num_classes, self.embedding_dim)
+    # Both variants normalise the transposed map [embedding_dim, num_classes].
+    self._add_u(self.embedding_dim, self.num_classes)
 
   def _sn_weight(self):
-    m = tf.convert_to_tensor(self.embeddings)
-    return tf.transpose(m) if self.u_space == "out" else m
+    return tf.transpose(tf.convert_to_tensor(self.embeddings))
 
   def call(self, labels, update_u=True):
-    m = tf.convert_to_tensor(self.embeddings)
-    if self.u_space == "out":
-      m_bar = tf.transpose(self.normalized(tf.transpose(m), update_u))
-    else:
-      m_bar = self.normalized(m, update_u)
+    m_t = tf.transpose(tf.convert_to_tensor(self.embeddings))
+    m_bar = tf.transpose(self.normalized(m_t, update_u))
     return tf.gather(m_bar, tf.cast(labels, tf.int32))

@@ -1,0 +1,1 @@
+"""Command-line launchers (absl flags); the logic lives in sagan_tf."""

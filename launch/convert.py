@@ -1,0 +1,50 @@
+r"""Converts a TF1 SAGAN checkpoint into a sagan_tf workdir.
+
+    python -m launch.convert --source=/ckpts/sagan/model.ckpt-1000000 \
+        --layout=official --output=/runs/sagan_official
+
+``--layout=official`` reads brain-research/self-attention-gan checkpoints,
+``--layout=tfgan_estimator`` TF-GAN's self_attention_estimator ones. Model sizes
+(classes, widths, z, image size) are inferred from the checkpoint unless given.
+The workdir (config.json + checkpoints/ckpt-0) is read back by
+``sagan_tf.checkpoint.load_models``, so launch.sample / launch.eval / launch.train
+take it as --workdir. The logic lives in ``sagan_tf.convert``.
+"""
+from absl import app
+from absl import flags
+from absl import logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("source", None, "TF1 checkpoint prefix (or its directory).")
+flags.DEFINE_enum("layout", "official", ["official", "tfgan_estimator"],
+                  "Which code wrote the checkpoint.")
+flags.DEFINE_string("output", None, "sagan_tf workdir to write.")
+flags.DEFINE_integer("num_classes", None, "Number of classes (default: inferred).")
+flags.DEFINE_integer("gf_dim", None, "Generator width (default: inferred).")
+flags.DEFINE_integer("df_dim", None, "Discriminator width (default: inferred).")
+flags.DEFINE_integer("z_dim", None, "Noise size (default: inferred).")
+flags.DEFINE_integer("image_size", None, "32, 64 or 128 (default: inferred).")
+flags.DEFINE_bool("overwrite", False, "Write into an existing workdir.")
+flags.mark_flags_as_required(["source", "output"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  from sagan_tf import convert  # after flag parsing: --help stays fast
+
+  try:
+    config, path = convert.convert_to_workdir(
+        FLAGS.source, FLAGS.layout, FLAGS.output, overwrite=FLAGS.overwrite,
+        num_classes=FLAGS.num_classes, gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim,
+        z_dim=FLAGS.z_dim, image_size=FLAGS.image_size)
+  except (FileNotFoundError, FileExistsError, ValueError) as e:
+    raise app.UsageError(str(e)) from None
+  logging.info("Wrote %s (image_size=%d, num_classes=%d, gf=%d, df=%d, z=%d, "
+               "attention G %s D %s, variant %s).", path, config.image_size,
+               config.num_classes, config.gf_dim, config.df_dim, config.z_dim,
+               config.g_attention, config.d_attention, config.variant)
+
+
+if __name__ == "__main__":
+  app.run(main)
