@@ -17,7 +17,11 @@ Deliberate deviations from the official reader:
   * files come from a glob (``Config.tfrecord_pattern``) rather than
     ``data_dir/*.tfrecords``; the record image size is ``Config.image_size``;
   * every record's byte size and label are checked (the official code reshapes
-    blindly and feeds any label into the class embedding).
+    blindly and feeds any label into the class embedding);
+  * TFDS images (not in the official code) are centre-cropped to a square and
+    resized with antialiased bilinear, then rounded; improved-gan's converter,
+    which made the official 128x128 records, centre-cropped, resized with
+    scipy's imresize and truncated to uint8.
 """
 from __future__ import annotations
 
