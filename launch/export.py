@@ -1,0 +1,40 @@
+r"""Exports the generator of a sagan_tf workdir as a TensorFlow SavedModel.
+
+    python -m launch.export --workdir=/runs/sagan --output=/export/sagan_g
+
+Signature ``serving_default``: z float32 [None, z_dim], labels int32 [None] ->
+{"images": uint8 [None, S, S, 3]}; load with ``tf.saved_model.load`` (no sagan_tf
+needed). ``--use_ema`` (default) exports the EMA generator when the checkpoint has
+one; ``--nouse_ema`` the live generator. The logic lives in ``sagan_tf.export``.
+"""
+from absl import app
+from absl import flags
+from absl import logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "sagan_tf workdir (config.json + checkpoints/).")
+flags.DEFINE_string("output", None, "SavedModel directory to write (new or empty).")
+flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest).")
+flags.DEFINE_bool("use_ema", True,
+                  "Export the EMA generator when the checkpoint has one.")
+flags.mark_flags_as_required(["workdir", "output"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  from sagan_tf import export  # after flag parsing: --help stays fast
+
+  try:
+    path, config, step, used_ema = export.export_workdir(
+        FLAGS.workdir, FLAGS.output, checkpoint=FLAGS.checkpoint,
+        use_ema=FLAGS.use_ema)
+  except (FileNotFoundError, FileExistsError, ValueError) as e:
+    raise app.UsageError(str(e)) from None
+  logging.info("Exported the %s generator of step %d (%dx%d, %d classes, z %d) "
+               "to %s.", "EMA" if used_ema else "live", step, config.image_size,
+               config.image_size, config.num_classes, config.z_dim, path)
+
+
+if __name__ == "__main__":
+  app.run(main)

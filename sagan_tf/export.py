@@ -1,0 +1,95 @@
+"""Exports a generator as a self-contained TensorFlow SavedModel.
+
+The SavedModel has one signature, ``serving_default``::
+
+    z       float32 [None, z_dim]
+    labels  int32   [None]
+    ->  {"images": uint8 [None, S, S, 3]}
+
+and loads with plain ``tf.saved_model.load(path)`` (no ``sagan_tf`` needed)::
+
+    model = tf.saved_model.load(path)
+    images = model.signatures["serving_default"](z=z, labels=labels)["images"]
+
+The serving function is ``generator(z, labels, training=False, update_u=False)``
+followed by the uint8 conversion of ``sagan_tf.images.to_uint8``
+(``clip(floor((x + 1) * 127.5 + 0.5), 0, 255)``).
+
+Spectral-norm semantics at serve time: the official generator writes its ``u``
+vectors on every forward pass, inference included, so calling it twice drifts
+``u`` (by a tiny amount: one more power-iteration step). The exported model is
+frozen: each call still runs one power iteration from the stored ``u`` and
+normalises by the resulting sigma, but never writes ``u`` back. Every call thus
+equals *one* official inference forward from the exported state, and the model is
+a pure function of its inputs (thread-safe, reproducible). BN layers use their
+moving statistics (inference mode).
+
+There is no official counterpart (the official code only wrote TF1 checkpoints).
+"""
+from __future__ import annotations
+
+import os
+
+import keras
+import tensorflow as tf
+
+SIGNATURE = "serving_default"
+
+
+def to_uint8(images):
+  """[-1, 1] float images -> uint8 (the rounding of ``sagan_tf.images.to_uint8``)."""
+  x = tf.floor((tf.cast(images, tf.float32) + 1.0) * 127.5 + 0.5)
+  return tf.cast(tf.clip_by_value(x, 0.0, 255.0), tf.uint8)
+
+
+def serving_fn(generator):
+  """The serving ``tf.function`` (z, labels) -> {"images": uint8} of a generator."""
+  generator.build_variables()
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, generator.z_dim], tf.float32, name="z"),
+      tf.TensorSpec([None], tf.int32, name="labels")])
+  def serve(z, labels):
+    images = generator(z, labels, training=False, update_u=False)
+    return {"images": to_uint8(images)}
+
+  return serve
+
+
+def export_generator(generator, output_dir: str) -> str:
+  """Writes ``generator`` as a SavedModel into ``output_dir``; returns the path.
+
+  Args:
+    generator: a ``sagan_tf.generator.Generator`` (the EMA one for EMA samples).
+    output_dir: a new or empty directory.
+
+  Raises:
+    FileExistsError: ``output_dir`` exists and is not empty.
+  """
+  if os.path.isdir(output_dir) and os.listdir(output_dir):
+    raise FileExistsError(f"Export directory {output_dir!r} is not empty.")
+  archive = keras.export.ExportArchive()
+  archive.track(generator)
+  archive.add_endpoint(SIGNATURE, serving_fn(generator))
+  archive.write_out(output_dir, verbose=False)
+  return output_dir
+
+
+def export_workdir(workdir: str, output_dir: str, checkpoint=None,
+                   use_ema: bool = True):
+  """Exports the generator of a sagan_tf workdir's checkpoint.
+
+  Args:
+    workdir: a sagan_tf workdir (config.json + checkpoints/).
+    output_dir: SavedModel directory to write (new or empty).
+    checkpoint: a checkpoint path; default the latest.
+    use_ema: export the EMA generator when the checkpoint has one.
+
+  Returns:
+    (output_dir, config, step, used_ema).
+  """
+  from sagan_tf import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  path = checkpoint or ckpt_lib.latest_checkpoint(workdir)
+  config, generator, _, step = ckpt_lib.load_models(workdir, path, use_ema=use_ema)
+  used_ema = bool(use_ema and path is not None and ckpt_lib.has_ema(path))
+  return export_generator(generator, output_dir), config, step, used_ema
