@@ -1,0 +1,144 @@
+"""bf16 mixed precision ("mixed_bfloat16"): which parts stay float32, and training.
+
+The layers keep these in float32 by design: spectral-norm kernels, ``u`` and the
+power iteration; BN statistics and normalisation; the attention softmax; the
+discriminator head (``d_sn_linear``, ``d_embedding``) and so the logits and losses.
+Each is checked against a float32 twin with the same weights.
+"""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sagan_tf.discriminator import Discriminator
+from sagan_tf.generator import Generator
+from sagan_tf.normalization import batch_moments
+
+_G = dict(image_size=32, gf_dim=2, num_classes=3, z_dim=8)
+_D = dict(image_size=32, df_dim=2, num_classes=3)
+
+
+@pytest.fixture
+def bf16_policy():
+  keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  try:
+    yield
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def _models_and_twins():
+  """bf16-policy G and D plus float32 twins holding the same weights."""
+  g = Generator(**_G).build_variables()
+  d = Discriminator(**_D).build_variables()
+  keras.mixed_precision.set_global_policy("float32")
+  g32 = Generator(**_G).build_variables()
+  d32 = Discriminator(**_D).build_variables()
+  keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  for a, b in zip(g32.weights + d32.weights, g.weights + d.weights):
+    a.assign(b)
+  return g, d, g32, d32
+
+
+def _inputs(n=4, seed=0):
+  z = tf.random.stateless_normal([n, _G["z_dim"]], seed=[seed, 1])
+  labels = tf.constant([i % 3 for i in range(n)])
+  real = tf.random.stateless_uniform([n, 32, 32, 3], seed=[seed, 2],
+                                     minval=-1.0, maxval=1.0)
+  return z, labels, real
+
+
+def _state(model):
+  return [w.numpy() for w in model.weights if not w.trainable]
+
+
+def test_power_iteration_and_bn_statistics_float32(bf16_policy):
+  g, d, g32, d32 = _models_and_twins()
+  # The policy is active (the test is not vacuous) and variables stay float32.
+  assert g.g_block1.compute_dtype == "bfloat16"
+  assert d.d_block2.compute_dtype == "bfloat16"
+  assert d.d_sn_linear.compute_dtype == "float32"
+  assert d.d_embedding.compute_dtype == "float32"
+  assert {w.dtype for w in g.weights + d.weights} == {"float32"}
+  z, labels, real = _inputs()
+  g(z, labels, training=True, update_u=True)
+  g32(z, labels, training=True, update_u=True)
+  d(real, labels, training=True, update_u=True)
+  d32(real, labels, training=True, update_u=True)
+  for model, twin in ((g, g32), (d, d32)):
+    for w, w32 in zip(model.weights, twin.weights):
+      if w.name == "u":
+        # u' depends only on the float32 kernel and u: identical iff the
+        # iteration ran in float32 (a bf16 iteration errs by ~1e-3).
+        assert w.dtype == "float32"
+        np.testing.assert_allclose(w.numpy(), w32.numpy(), rtol=1e-6, atol=1e-7)
+      elif w.name.startswith("moving_"):
+        # Statistics of bf16 activations, accumulated in float32.
+        assert w.dtype == "float32"
+        np.testing.assert_allclose(w.numpy(), w32.numpy(), rtol=0.05, atol=0.02)
+  layer = g.g_block1.snconv1
+  assert layer.sigma().dtype == tf.float32
+  np.testing.assert_allclose(layer.sigma().numpy(), g32.g_block1.snconv1.sigma(),
+                             rtol=1e-6)
+  # batch_moments promotes bf16 input to float32.
+  mean, var = batch_moments(tf.cast(real, tf.bfloat16))
+  assert mean.dtype == tf.float32 and var.dtype == tf.float32
+
+
+def test_softmax_and_outputs_float32(bf16_policy):
+  g, d, g32, d32 = _models_and_twins()
+  z, labels, real = _inputs()
+  images, maps = g(z, labels, training=False, update_u=False,
+                   return_attention=True)
+  images32 = g32(z, labels, training=False, update_u=False)
+  assert images.dtype == tf.float32
+  assert np.abs(images.numpy() - images32.numpy()).max() < 0.1
+  attn = maps[16]
+  assert attn.dtype == tf.float32
+  # A bf16 softmax would sum to 1 only within ~1e-2.
+  np.testing.assert_allclose(tf.reduce_sum(attn, -1).numpy(), 1.0, atol=1e-5)
+  logits, d_maps = d(real, labels, training=False, update_u=False,
+                     return_attention=True)
+  logits32 = d32(real, labels, training=False, update_u=False)
+  assert logits.dtype == tf.float32 and d_maps[16].dtype == tf.float32
+  np.testing.assert_allclose(logits.numpy(), logits32.numpy(), rtol=0.1, atol=0.05)
+
+
+def test_few_training_steps_finite(bf16_policy):
+  g = Generator(**_G).build_variables()
+  d = Discriminator(**_D).build_variables()
+  g_opt = keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.999)
+  d_opt = keras.optimizers.Adam(4e-4, beta_1=0.0, beta_2=0.999)
+  g_opt.build(g.trainable_variables)
+  d_opt.build(d.trainable_variables)
+
+  # Eager: a tf.function trace of both steps costs ~30 s on this CPU, and the
+  # policy's dtypes are the same in graph mode.
+  def step(z, labels, real):
+    with tf.GradientTape() as tape:
+      fake = g(z, labels, training=True)
+      real_logits = d(real, labels, training=True, update_u=True)
+      fake_logits = d(fake, labels, training=True, update_u=False)
+      d_loss = (tf.reduce_mean(tf.nn.relu(1.0 - real_logits))
+                + tf.reduce_mean(tf.nn.relu(1.0 + fake_logits)))
+    d_grads = tape.gradient(d_loss, d.trainable_variables)
+    d_opt.apply_gradients(zip(d_grads, d.trainable_variables))
+    with tf.GradientTape() as tape:
+      fake = g(z, labels, training=True)
+      g_loss = -tf.reduce_mean(d(fake, labels, training=True, update_u=False))
+    g_grads = tape.gradient(g_loss, g.trainable_variables)
+    g_opt.apply_gradients(zip(g_grads, g.trainable_variables))
+    grad_norm = tf.linalg.global_norm(d_grads + g_grads)
+    return d_loss, g_loss, grad_norm
+
+  before = [w.numpy() for w in g.trainable_variables]
+  for i in range(3):
+    z, labels, real = _inputs(seed=i)
+    d_loss, g_loss, grad_norm = step(z, labels, real)
+    assert d_loss.dtype == tf.float32 and g_loss.dtype == tf.float32
+    assert np.isfinite([d_loss.numpy(), g_loss.numpy(), grad_norm.numpy()]).all()
+    assert grad_norm.numpy() > 0
+  assert {w.dtype for w in g.weights + d.weights} == {"float32"}
+  assert all(np.isfinite(w.numpy()).all() for w in g.weights + d.weights)
+  assert any(not np.array_equal(a, w.numpy())
+             for a, w in zip(before, g.trainable_variables))
