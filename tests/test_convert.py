@@ -190,9 +190,10 @@ def test_local_official_fixtures_reproduced(name):
   cfg = m.config
   assert (m.g.num_classes, m.g.gf_dim, m.d.df_dim, m.g.z_dim) == (
       cfg["num_classes"], cfg["gf_dim"], cfg["df_dim"], cfg["z_dim"])
-  expected_attention = {"test": (32, 32), "test_64": (64, 64)}[cfg["generator_type"]]
-  assert (m.g.attention_resolutions[0],
-          m.d.attention_resolutions[0]) == expected_attention
+  where = {"test": (32,), "test_64": (64,), "baseline": ()}
+  assert m.g.attention_resolutions == where[cfg["generator_type"]]
+  assert m.d.attention_resolutions == where[cfg["discriminator_type"]]
+  assert bool(m.ref["g_train_with_updates_equals_g_train"])
   _reproduce(m)
 
 
@@ -222,18 +223,13 @@ def test_unused_and_missing_listed_training_state_ignored(fixtures_dir, tmp_path
   src = tf.train.load_checkpoint(
       os.path.join(fixtures_dir, "official_small", "ckpt", "model.ckpt"))
   tensors = {n: src.get_tensor(n) for n in src.get_variable_to_shape_map()}
-  # Training state that the rule skips...
+  # Training state, which the rule skips (the error below lists none of it)...
   tensors["global_step"] = np.int64(5)
   tensors["beta1_power"] = np.float32(0.0)
   tensors["beta2_power_1"] = np.float32(0.9)
   tensors["model/g_snh0/Matrix/Adam"] = tensors["model/g_snh0/Matrix"]
   tensors["model/g_snh0/Matrix/Adam_1"] = tensors["model/g_snh0/Matrix"]
-  good = str(tmp_path / "good" / "model.ckpt")
-  _write_tf1_checkpoint(good, tensors)
-  g, _ = convert.load_tf1_checkpoint(good, "official")
-  np.testing.assert_array_equal(g.g_snh0.kernel.numpy(),
-                                tensors["model/g_snh0/Matrix"])
-  # ... but a stray model variable and a missing one are both reported.
+  # ... a stray model variable and a missing one, which it reports.
   tensors["model/g_block9/snconv1/w"] = np.zeros([1], np.float32)
   del tensors["model/d_block3/sn_conv2/biases"]
   bad = str(tmp_path / "bad" / "model.ckpt")

@@ -1,0 +1,355 @@
+r"""Writes a TF1 checkpoint and reference outputs with the official SAGAN code.
+
+Runs brain-research/self-attention-gan's ``ops.py``, ``non_local.py``,
+``generator.py`` and ``discriminator.py`` UNMODIFIED (they are imported from
+``--official_src``; nothing of them is copied here) under TF 2.x
+``tf.compat.v1`` graph mode, by putting a stand-in ``tensorflow`` module in
+``sys.modules`` while they are imported. The stand-in is ``tf.compat.v1`` plus the
+few pieces TF 2 no longer has:
+
+* ``tf.contrib.layers.xavier_initializer`` -> ``glorot_uniform_initializer`` (the
+  same distribution: uniform, fan_avg, scale 1).
+* ``tf.contrib.layers.batch_norm`` (only ``ops.batch_norm``, the generator's
+  ``g_bn``, uses it) -> the TF 1.5 fused ``tf.layers.BatchNormalization`` it
+  dispatched to: variables gamma, beta, moving_mean, moving_variance (in that
+  order), ``tf.nn.fused_batch_norm`` with epsilon clamped to 1.001e-5, in
+  training the moving statistics updated through ``UPDATE_OPS`` as
+  ``v -= (v - batch_stat) * (1 - decay)`` with the fused op's (Bessel-corrected)
+  batch variance; in inference the moving statistics.
+* ``tf.layers.max_pooling2d`` (unavailable with Keras 3) -> ``tf.nn.max_pool``
+  with 'VALID' padding, the op it builds.
+* ``keep_dims`` needs no shim: ``tf.compat.v1.nn.moments`` still takes it.
+  The modules' ``print`` calls only run at graph build; their output is dropped.
+
+Protocol (as ../shared/fixtures/official_small): build the generator
+(``is_training`` False and True) and the discriminator (real pass
+``update_collection=None``, fake pass ``'NO_OPS'``) with ``tf.set_random_seed``,
+initialise, give biases / BN statistics / CBN parameters / ``sigma_ratio``
+non-trivial values drawn from ``np.random.RandomState(assign_seed)`` in variable
+creation order (so they matter), save the checkpoint, then restore it before each
+measurement (g_eval, g_train, d_real, d_fake on g_eval, g_train with UPDATE_OPS),
+each one ``session.run``. Writes ``ckpt/model.ckpt``, ``reference.npz`` (keys
+as the shared fixture, except that ``g_train_with_updates`` is replaced by the flag
+``g_train_with_updates_equals_g_train`` and there are no ``u_pick*`` keys) and
+``config.json`` into ``--output``.
+
+Get the official source (never commit it)::
+
+    mkdir -p /tmp/official_src && git --git-dir=PATH/self-attention-gan/.git \
+        archive HEAD | tar -x -C /tmp/official_src
+
+The two fixtures under tests/data were written with::
+
+    python tools/make_official_reference.py --official_src=/tmp/official_src \
+        --output=tests/data/official_a --gf_dim=4 --df_dim=4 --num_classes=7 \
+        --batch_size=2 --tf_seed=11 --assign_seed=22 --input_seed=33 \
+        --official_commit=ad9612e60f6ba2b5ad3d3340ebae60f724636d75
+    python tools/make_official_reference.py --official_src=/tmp/official_src \
+        --output=tests/data/official_b64 --gf_dim=4 --df_dim=8 --num_classes=5 \
+        --z_dim=16 --generator_type=test_64 --discriminator_type=test_64 \
+        --batch_size=1 --tf_seed=5 --assign_seed=6 --input_seed=9 \
+        --official_commit=ad9612e60f6ba2b5ad3d3340ebae60f724636d75
+
+(``official_b64``: attention at 64x64 on both sides, which needs df_dim >= 8 for
+the discriminator's C/8 channels; batch 1 and z_dim 16 keep it near 3 MB.)
+
+Faithfulness check against the shared fixture (same seeds and sizes; with
+``--compare_to`` the tool reports every max difference and fails on one above
+1e-5 relative to the reference's scale)::
+
+    python tools/make_official_reference.py --official_src=/tmp/official_src \
+        --output=/tmp/official_small_again --gf_dim=8 --df_dim=8 --num_classes=10 \
+        --batch_size=4 --tf_seed=1234 --assign_seed=2024 --input_seed=7 \
+        --compare_to=../shared/fixtures/official_small/reference.npz
+"""
+import contextlib
+import hashlib
+import importlib
+import io
+import json
+import os
+import subprocess
+import sys
+import types
+
+from absl import app
+from absl import flags
+import numpy as np
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("official_src", None, "Checkout of self-attention-gan.")
+flags.DEFINE_string("output", None, "Directory to write.")
+flags.DEFINE_integer("gf_dim", 4, "Generator width.")
+flags.DEFINE_integer("df_dim", 4, "Discriminator width.")
+flags.DEFINE_integer("num_classes", 7, "Number of classes.")
+flags.DEFINE_integer("z_dim", 128, "Noise size.")
+flags.DEFINE_integer("batch_size", 2, "Batch of the reference inputs.")
+flags.DEFINE_enum("generator_type", "test", ["test", "test_64", "baseline"],
+                  "generator_test, generator_test_64 or generator (no attention).")
+flags.DEFINE_enum("discriminator_type", "test", ["test", "test_64", "baseline"],
+                  "discriminator_test, discriminator_test_64 or discriminator.")
+flags.DEFINE_integer("tf_seed", 1234, "tf.set_random_seed (weights, u).")
+flags.DEFINE_integer("assign_seed", 2024, "RandomState for biases, BN, sigma_ratio.")
+flags.DEFINE_integer("input_seed", 7, "RandomState for z, labels, real images.")
+flags.DEFINE_string("compare_to", None, "A reference.npz to compare against.")
+flags.DEFINE_string("official_commit", None,
+                    "Commit of --official_src to record when it is not a git "
+                    "checkout (e.g. extracted with git archive).")
+flags.mark_flags_as_required(["official_src", "output"])
+
+OFFICIAL_MODULES = ("ops", "non_local", "generator", "discriminator")
+IMAGE_SIZE = 128  # the official generators and discriminators are 128x128 only
+FN_NAMES = {"test": "_test", "test_64": "_test_64", "baseline": ""}
+
+
+def _tf_shim(tf):
+  """``tf.compat.v1`` plus the TF1 pieces the official modules use (see top)."""
+  v1 = tf.compat.v1
+
+  def xavier_initializer(uniform=True, seed=None, dtype=tf.float32):
+    assert uniform, "the official code uses the uniform Xavier initializer"
+    return v1.glorot_uniform_initializer(seed=seed, dtype=dtype)
+
+  def batch_norm(inputs, decay=0.999, center=True, scale=False, epsilon=0.001,
+                 is_training=True, scope=None, **unused):
+    assert center and scale and not unused, unused
+    c = int(inputs.shape[-1])
+    with v1.variable_scope(scope, default_name="BatchNorm"):
+      gamma = v1.get_variable("gamma", [c], initializer=v1.ones_initializer())
+      beta = v1.get_variable("beta", [c], initializer=v1.zeros_initializer())
+      collections = [v1.GraphKeys.GLOBAL_VARIABLES,
+                     v1.GraphKeys.MOVING_AVERAGE_VARIABLES]
+      moving_mean = v1.get_variable(
+          "moving_mean", [c], initializer=v1.zeros_initializer(),
+          trainable=False, collections=collections)
+      moving_variance = v1.get_variable(
+          "moving_variance", [c], initializer=v1.ones_initializer(),
+          trainable=False, collections=collections)
+      eps = max(epsilon, 1.001e-5)  # the fused kernel's minimum (TF 1.5)
+      if not is_training:
+        out, _, _ = v1.nn.fused_batch_norm(
+            inputs, gamma, beta, mean=moving_mean, variance=moving_variance,
+            epsilon=eps, is_training=False)
+        return out
+      out, mean, variance = v1.nn.fused_batch_norm(inputs, gamma, beta,
+                                                   epsilon=eps, is_training=True)
+      one_minus_decay = v1.constant(1.0 - decay, tf.float32)
+      for var, value in ((moving_mean, mean), (moving_variance, variance)):
+        v1.add_to_collection(v1.GraphKeys.UPDATE_OPS, v1.assign_sub(
+            var, (var - value) * one_minus_decay))
+      return out
+
+  def max_pooling2d(inputs, pool_size, strides, padding="valid", **unused):
+    assert not unused and padding.lower() == "valid", unused
+    size = [pool_size] * 2 if np.isscalar(pool_size) else list(pool_size)
+    stride = [strides] * 2 if np.isscalar(strides) else list(strides)
+    return v1.nn.max_pool(inputs, [1] + size + [1], [1] + stride + [1], "VALID")
+
+  class Shim(types.ModuleType):
+
+    def __getattr__(self, name):
+      return getattr(v1, name)
+
+  shim = Shim("tensorflow")
+  shim.contrib = types.SimpleNamespace(layers=types.SimpleNamespace(
+      xavier_initializer=xavier_initializer, batch_norm=batch_norm))
+  shim.layers = types.SimpleNamespace(max_pooling2d=max_pooling2d)
+  return shim
+
+
+def import_official(src, tf):
+  """Imports the official modules unmodified against the shim; returns them."""
+  real_tf = sys.modules["tensorflow"]
+  sys.modules["tensorflow"] = _tf_shim(tf)
+  sys.path.insert(0, src)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      mods = {name: importlib.import_module(name) for name in OFFICIAL_MODULES}
+  finally:
+    sys.path.remove(src)
+    sys.modules["tensorflow"] = real_tf
+    for name in OFFICIAL_MODULES:  # generic names: keep them out of sys.modules
+      sys.modules.pop(name, None)
+  return mods
+
+
+def _value_for(name, shape, rs):
+  """The non-trivial value of a bias / BN / CBN / sigma_ratio variable, or None."""
+  leaf = name.rsplit("/", 1)[-1]
+  if leaf == "sigma_ratio":
+    return rs.uniform(0.5, 1.0, size=shape)
+  if "/cbn_" in name or "/g_bn/" in name:
+    if leaf == "gamma":
+      return 1.0 + 0.1 * rs.randn(*shape)
+    if leaf in ("beta", "mean", "moving_mean"):
+      return 0.1 * rs.randn(*shape)
+    if leaf in ("var", "moving_variance"):
+      return rs.uniform(0.5, 1.5, size=shape)
+  if leaf in ("biases", "bias"):
+    return 0.05 * rs.randn(*shape)
+  return None
+
+
+def make_reference(mods, tf, cfg, out_dir):
+  """Builds the graph, writes the checkpoint; returns (npz dict, assigned names)."""
+  v1 = tf.compat.v1
+  gen_fn = getattr(mods["generator"], "generator" + FN_NAMES[cfg["generator_type"]])
+  dis_fn = getattr(mods["discriminator"],
+                   "discriminator" + FN_NAMES[cfg["discriminator_type"]])
+  b, s, nc = cfg["batch_size"], IMAGE_SIZE, cfg["num_classes"]
+  rs = np.random.RandomState(cfg["input_seed"])
+  inputs = dict(
+      z=rs.randn(b, cfg["z_dim"]).astype(np.float32),
+      y_gen=rs.randint(0, nc, size=b).astype(np.int32),
+      x_real=rs.uniform(-1.0, 1.0, size=(b, s, s, 3)).astype(np.float32),
+      y_real=rs.randint(0, nc, size=b).astype(np.int32))
+
+  graph = v1.Graph()
+  with graph.as_default(), contextlib.redirect_stdout(io.StringIO()):
+    v1.set_random_seed(cfg["tf_seed"])
+    z = v1.placeholder(tf.float32, [b, cfg["z_dim"]])
+    y_gen = v1.placeholder(tf.int32, [b])
+    x_real = v1.placeholder(tf.float32, [b, s, s, 3])
+    y_real = v1.placeholder(tf.int32, [b])
+    x_fake = v1.placeholder(tf.float32, [b, s, s, 3])
+    gf, df = cfg["gf_dim"], cfg["df_dim"]
+    g_eval = gen_fn(z, y_gen, gf, nc, is_training=False)
+    g_train = gen_fn(z, y_gen, gf, nc, is_training=True)
+    d_real = dis_fn(x_real, y_real, df, nc, update_collection=None)
+    d_fake = dis_fn(x_fake, y_gen, df, nc, update_collection="NO_OPS")
+    update_ops = v1.get_collection(v1.GraphKeys.UPDATE_OPS)
+    variables = v1.global_variables()
+    names = [v.op.name for v in variables]
+    g_u = [v for v in variables if v.op.name.endswith("/u")
+           and "/d_" not in v.op.name]
+    d_u = [v for v in variables if v.op.name.endswith("/u") and "/d_" in v.op.name]
+    bn = [v for v in variables
+          if v.op.name.rsplit("/", 1)[-1] in ("mean", "var", "moving_mean",
+                                               "moving_variance")]
+    saver = v1.train.Saver(variables, save_relative_paths=True)
+    init = v1.global_variables_initializer()
+  prefix = os.path.join(out_dir, "ckpt", "model.ckpt")
+  os.makedirs(os.path.dirname(prefix), exist_ok=True)
+
+  key = lambda tag, v: f"{tag}__{v.op.name.replace('/', '__')}"
+  ref = dict(inputs)
+  feed = {z: inputs["z"], y_gen: inputs["y_gen"], x_real: inputs["x_real"],
+          y_real: inputs["y_real"]}
+  with v1.Session(graph=graph) as sess:
+    sess.run(init)
+    rs = np.random.RandomState(cfg["assign_seed"])
+    assigned = []
+    for var, name in zip(variables, names):
+      value = _value_for(name, var.shape.as_list(), rs)
+      if value is not None:
+        var.load(np.asarray(value, np.float32), sess)
+        assigned.append(name)
+    saver.save(sess, prefix, write_meta_graph=False)
+    read = lambda vs, tag: {key(tag, v): val for v, val in zip(vs, sess.run(vs))}
+    ref.update(read(g_u + d_u, "u_init"))
+    ref.update(read(bn, "bn_init"))
+
+    saver.restore(sess, prefix)
+    ref["g_eval"] = sess.run(g_eval, feed)
+    ref.update(read(g_u, "u_after_g_eval"))
+    saver.restore(sess, prefix)
+    ref["g_train"] = sess.run(g_train, feed)
+    ref.update(read(g_u, "u_after_g_train"))
+    saver.restore(sess, prefix)
+    ref["d_real"] = sess.run(d_real, feed)
+    ref.update(read(d_u, "u_after_d_real"))
+    saver.restore(sess, prefix)
+    before = sess.run(d_u)
+    ref["d_fake"] = sess.run(d_fake, {x_fake: ref["g_eval"], y_gen: inputs["y_gen"]})
+    ref["d_fake_y"] = inputs["y_gen"]
+    ref["d_fake_changed_u"] = np.array(any(
+        not np.array_equal(a, c) for a, c in zip(before, sess.run(d_u))))
+    saver.restore(sess, prefix)
+    with_updates, _ = sess.run([g_train, update_ops], feed)
+    ref.update(read(bn, "bn_after_update"))
+  # Kept as a flag rather than a copy of g_train, to keep the fixtures small.
+  ref["g_train_with_updates_equals_g_train"] = np.array(
+      np.array_equal(with_updates, ref["g_train"]))
+  return ref, assigned, len(variables)
+
+
+def _git_commit(src):
+  if FLAGS.official_commit:
+    return FLAGS.official_commit
+  try:
+    return subprocess.run(["git", "-C", src, "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return "unknown (not a git checkout; see sha256)"
+
+
+def _sha256(path):
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+def compare(ref, path):
+  """Max |difference| per shared key, scaled by the reference's max |value|."""
+  other = np.load(path)
+  worst, lines = 0.0, []
+  for k in sorted(set(ref) & set(other.files)):
+    a, c = np.asarray(ref[k]), np.asarray(other[k])
+    if a.shape != c.shape:
+      lines.append(f"{k}: shape {a.shape} vs {c.shape}")
+      worst = np.inf
+      continue
+    if a.dtype == bool or np.issubdtype(a.dtype, np.integer):
+      diff = float(np.any(a != c))
+    else:
+      diff = float(np.abs(a - c).max() / max(np.abs(c).max(), 1e-6))
+    worst = max(worst, diff)
+    lines.append(f"{k}: {diff:.3g}")
+  missing = sorted(set(other.files) - set(ref))
+  return worst, lines, missing
+
+
+def main(argv):
+  del argv
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.compat.v1.disable_v2_behavior()
+  cfg = dict(z_dim=FLAGS.z_dim, gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim,
+             num_classes=FLAGS.num_classes, image_size=IMAGE_SIZE,
+             batch_size=FLAGS.batch_size, generator_type=FLAGS.generator_type,
+             discriminator_type=FLAGS.discriminator_type, tf_seed=FLAGS.tf_seed,
+             assign_seed=FLAGS.assign_seed, input_seed=FLAGS.input_seed)
+  mods = import_official(os.path.abspath(FLAGS.official_src), tf)
+  os.makedirs(FLAGS.output, exist_ok=True)
+  ref, assigned, num_vars = make_reference(mods, tf, cfg, FLAGS.output)
+  np.savez_compressed(os.path.join(FLAGS.output, "reference.npz"), **ref)
+  cfg.update(
+      generator_fn="generator.generator" + FN_NAMES[cfg["generator_type"]],
+      discriminator_fn="discriminator.discriminator"
+      + FN_NAMES[cfg["discriminator_type"]],
+      source=dict(repo="brain-research/self-attention-gan",
+                  commit=_git_commit(FLAGS.official_src),
+                  sha256={m + ".py": _sha256(os.path.join(FLAGS.official_src,
+                                                          m + ".py"))
+                          for m in OFFICIAL_MODULES},
+                  modified=False),
+      written_by="tools/make_official_reference.py (see its docstring for the "
+                 "tf shim, value assignment and protocol)",
+      runtime=f"tensorflow {tf.__version__} compat.v1 graph mode "
+              f"(disable_v2_behavior), numpy {np.__version__}",
+      checkpoint=dict(path="ckpt/model.ckpt", variables=num_vars),
+      assigned_variables=assigned)
+  with open(os.path.join(FLAGS.output, "config.json"), "w") as f:
+    json.dump(cfg, f, indent=1)
+    f.write("\n")
+  print(f"Wrote {FLAGS.output}: {num_vars} variables, {len(ref)} reference arrays.")
+  if FLAGS.compare_to:
+    worst, lines, missing = compare(ref, FLAGS.compare_to)
+    print("\n".join(lines))
+    if missing:
+      print(f"Keys only in {FLAGS.compare_to}: {missing}")
+    print(f"Worst scaled difference: {worst:.3g}")
+    if worst > 1e-5:
+      sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)
