@@ -244,10 +244,13 @@ def kernel_distance(act1, act2, max_block_size: int = KID_BLOCK_SIZE):
   return float(kid), float(std)
 
 
-def compare(real: SetStats, fake: SetStats) -> Dict[str, float]:
-  """FID, KID (with its standard error) and IS of ``fake`` against ``real``."""
+def compare(real: SetStats, fake: SetStats) -> Dict[str, Optional[float]]:
+  """FID, KID (with its standard error) and IS of ``fake`` against ``real``.
+
+  ``KID_std`` is None when the KID sets fit in one block (no error estimate).
+  """
   kid, kid_std = kernel_distance(real.kid_features, fake.kid_features)
   return dict(
       FID=frechet_distance(real.mean, real.cov, fake.mean, fake.cov),
-      KID=kid, KID_std=kid_std,
+      KID=kid, KID_std=kid_std if math.isfinite(kid_std) else None,
       IS=fake.inception_score, IS_std=fake.inception_score_std)

@@ -1,0 +1,260 @@
+"""The evaluation protocol: IS, FID and KID of a checkpoint, written into its workdir.
+
+Protocol, as the official ``eval_imagenet.py``: 50,000 generated samples (classes
+uniform, z ~ N(0, I), generator at inference, ``training=False``) against 50,000
+real images of the training split; IS over all samples in one split; FID of
+pool_3. KID (TF-GAN's estimator) is added. Every result is written with its
+protocol (sample counts, real split, seed, Inception identity, checkpoint and step)
+as ``WORKDIR/eval/metrics_<step>.json`` and as TensorBoard scalars ``eval/IS``,
+``eval/FID``, ``eval/KID`` in ``WORKDIR/eval`` (a run beside the training curves
+when TensorBoard is pointed at WORKDIR).
+
+Evaluation reads checkpoints and never writes them: the models are rebuilt in memory
+for each checkpoint.
+
+Deliberate deviations from the official code:
+
+* The official generator writes its spectral-norm ``u`` back on every call, also at
+  inference, so in the official eval each batch started from the ``u`` the previous
+  batch left (in memory; never saved), and the numbers depended on the batch size.
+  Here every batch starts from the checkpoint's ``u`` (``update_u=False``; each call
+  still runs its one power iteration, so the first batch is identical), making the
+  result a function of checkpoint and seed. ``Protocol(official_u_updates=True)``
+  (``--official_u_updates``) restores the official write-back, in memory only.
+
+* The official eval shuffled the real images with a 5,000-image buffer; here they
+  are the split's first ``num_real`` in file order, so their statistics are
+  deterministic and cacheable (``eval.real_stats``).
+* The sample set is drawn from a seed (``eval.sampling``), not from TF's global
+  random state, so a number can be reproduced.
+* Statistics are streamed in float64 (``eval.metrics``) rather than holding every
+  activation; the values are those of TF-GAN's functions on the full arrays.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Callable, Dict, Iterator, Optional
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from eval import features
+from eval import metrics
+from eval import real_stats as real_stats_lib
+from sagan_tf import checkpoint as checkpoint_lib
+
+EVAL_SUBDIR = "eval"
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+  """How a checkpoint is evaluated; stored with each result.
+
+  Attributes:
+    num_samples: generated samples (official 50,000).
+    num_real: real images; None: as many as num_samples (official).
+    real_split: dataset split of the real images; None: the config's split.
+    batch_size: global batch of generator and Inception calls.
+    seed: seed of the generated set.
+    is_splits: IS splits (official 1).
+    kid_max_samples: per-set cap of the activations kept for KID.
+    official_u_updates: let the generator write its spectral-norm ``u`` on every
+      call as the official eval did (in memory); default: each batch starts from
+      the checkpoint's ``u``.
+  """
+  num_samples: int = 50_000
+  num_real: Optional[int] = None
+  real_split: Optional[str] = None
+  batch_size: int = 100
+  seed: int = 0
+  is_splits: int = 1
+  kid_max_samples: int = metrics.DEFAULT_KID_MAX_SAMPLES
+  official_u_updates: bool = False
+
+  @property
+  def update_u(self) -> Optional[bool]:
+    """The generator's ``update_u`` (None: the variant's rule at inference)."""
+    return None if self.official_u_updates else False
+
+  def resolved(self, config) -> "Protocol":
+    return dataclasses.replace(
+        self, num_real=self.num_real or self.num_samples,
+        real_split=self.real_split or config.split)
+
+
+def eval_dir(workdir: str) -> str:
+  return os.path.join(workdir, EVAL_SUBDIR)
+
+
+def result_path(workdir: str, step: int) -> str:
+  return os.path.join(eval_dir(workdir), f"metrics_{step:09d}.json")
+
+
+def write_result(workdir: str, result: dict) -> str:
+  """Writes the result JSON and the TensorBoard scalars; returns the JSON path."""
+  path = result_path(workdir, result["step"])
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(result, f, indent=1, sort_keys=True)
+    f.write("\n")
+  os.replace(path + ".tmp", path)
+  writer = tf.summary.create_file_writer(eval_dir(workdir))
+  with writer.as_default():
+    for name in ("IS", "FID", "KID"):
+      tf.summary.scalar(f"eval/{name}", result["metrics"][name], step=result["step"])
+  writer.flush()
+  writer.close()
+  return path
+
+
+def evaluate_checkpoint(workdir: str, classifier, protocol: Protocol = Protocol(),
+                        *, checkpoint: Optional[str] = None, strategy=None,
+                        cache_dir: Optional[str] = None,
+                        dataset_fn: Optional[Callable] = None,
+                        use_ema: bool = True, write: bool = True,
+                        log_every: int = 50) -> dict:
+  """Evaluates one checkpoint of a workdir (default: the latest).
+
+  Args:
+    workdir: a sagan_tf workdir.
+    classifier: an ``eval.inception.Classifier`` (or a stand-in with ``identity``
+      and ``source``).
+    protocol: the ``Protocol``.
+    checkpoint: a checkpoint path; default the latest.
+    strategy: tf.distribute strategy; models are rebuilt under its scope.
+    cache_dir: real-statistics cache folder.
+    dataset_fn: real-image source (see ``eval.real_stats.real_stats``).
+    use_ema: evaluate the EMA generator when the checkpoint has one.
+    write: write the JSON and TensorBoard results into the workdir.
+
+  Returns:
+    dict(step, checkpoint, metrics={IS, IS_std, FID, KID, KID_std}, protocol={...}).
+  """
+  strategy = strategy or tf.distribute.get_strategy()
+  path = checkpoint or checkpoint_lib.latest_checkpoint(workdir)
+  if path is None:
+    raise FileNotFoundError(
+        f"No checkpoint under {checkpoint_lib.checkpoint_dir(workdir)!r}.")
+  with strategy.scope():
+    config, generator, _, step = checkpoint_lib.load_models(
+        workdir, checkpoint=path, use_ema=use_ema)
+  protocol = protocol.resolved(config)
+  real, info = real_stats_lib.real_stats(
+      config, classifier, num_real=protocol.num_real, split=protocol.real_split,
+      cache_dir=cache_dir, strategy=strategy, batch_size=protocol.batch_size,
+      kid_max_samples=protocol.kid_max_samples, dataset_fn=dataset_fn,
+      log_every=log_every)
+  fake = features.generated_stats(
+      generator, classifier, protocol.num_samples, seed=protocol.seed,
+      strategy=strategy, batch_size=protocol.batch_size, update_u=protocol.update_u,
+      is_splits=protocol.is_splits, kid_max_samples=protocol.kid_max_samples,
+      log_every=log_every)
+  values = metrics.compare(real, fake)
+  result = dict(
+      step=int(step), checkpoint=path,
+      ema=bool(use_ema and checkpoint_lib.has_ema(path)),
+      metrics=values,
+      protocol=dict(dataclasses.asdict(protocol), dataset=config.dataset,
+                    image_size=config.image_size, real_count=info["count"],
+                    real_stats_cache=info["path"], inception=classifier.source,
+                    inception_identity=classifier.identity,
+                    replicas=strategy.num_replicas_in_sync),
+      time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+  logging.info("step %d: IS %.4f FID %.4f KID %.6f", step, values["IS"],
+               values["FID"], values["KID"])
+  if write:
+    result["path"] = write_result(workdir, result)
+  return result
+
+
+def _already_done(workdir: str, path: str, protocol: Protocol) -> bool:
+  """Whether a result for this checkpoint path and protocol is on disk."""
+  folder = eval_dir(workdir)
+  if not os.path.isdir(folder):
+    return False
+  for name in os.listdir(folder):
+    if name.startswith("metrics_") and name.endswith(".json"):
+      try:
+        with open(os.path.join(folder, name)) as f:
+          old = json.load(f)
+      except (OSError, ValueError):
+        continue
+      mine = dataclasses.asdict(protocol)
+      if (old.get("checkpoint") == path and
+          {k: old["protocol"].get(k) for k in mine} == mine):
+        return True
+  return False
+
+
+def watch(workdir: str, classifier, protocol: Protocol = Protocol(), *,
+          timeout: Optional[float] = None, min_interval_secs: float = 0,
+          stop_at_train_steps: bool = True, **kwargs) -> Iterator[dict]:
+  """Evaluates each new checkpoint of a workdir as it appears.
+
+  Like ``tf.train.checkpoints_iterator`` (which it uses) and the official
+  ``evaluate_repeatedly``: waits for checkpoints, evaluates each in turn, and ends
+  after ``timeout`` seconds without a new one, or after a checkpoint at or past the
+  config's ``train_steps``. Checkpoints already evaluated with the same protocol
+  (a result file naming them) are skipped, so a restarted watcher resumes.
+
+  Yields:
+    The result dict of each evaluated checkpoint.
+  """
+  config = checkpoint_lib.load_config(workdir)
+  for path in tf.train.checkpoints_iterator(
+      checkpoint_lib.checkpoint_dir(workdir), min_interval_secs=min_interval_secs,
+      timeout=timeout):
+    if _already_done(workdir, path, protocol.resolved(config)):
+      logging.info("Skipping %s: already evaluated.", path)
+      continue
+    try:
+      result = evaluate_checkpoint(workdir, classifier, protocol, checkpoint=path,
+                                   **kwargs)
+    except (tf.errors.NotFoundError, FileNotFoundError) as e:
+      # The trainer's CheckpointManager may delete an old checkpoint meanwhile.
+      logging.warning("Checkpoint %s vanished before evaluation (%s).", path, e)
+      continue
+    yield result
+    if stop_at_train_steps and result["step"] >= config.train_steps:
+      logging.info("Reached train_steps=%d: done watching.", config.train_steps)
+      return
+
+
+def load_npz_images(path: str) -> np.ndarray:
+  """uint8 images `[N, H, W, 3]` under key ``images`` of an .npz."""
+  with np.load(path) as f:
+    if "images" not in f:
+      raise KeyError(f"{path} has no 'images' array (keys: {list(f.keys())}).")
+    images = f["images"]
+  if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+    raise ValueError(f"{path}: images must be uint8 [N, H, W, 3], got "
+                     f"{images.dtype} {images.shape}.")
+  return images
+
+
+def _batches_of(images: np.ndarray, batch_size: int):
+  for i in range(0, len(images), batch_size):
+    yield images[i:i + batch_size].astype(np.float32) / 127.5 - 1.0
+
+
+def compare_image_sets(images_a: np.ndarray, images_b: np.ndarray, classifier, *,
+                       strategy=None, batch_size: int = 100, is_splits: int = 1,
+                       kid_max_samples: int = metrics.DEFAULT_KID_MAX_SAMPLES,
+                       log_every: int = 50) -> Dict[str, float]:
+  """FID and KID between two uint8 image sets, and the IS of each.
+
+  Returns:
+    dict(fid, kid, is_a, is_b).
+  """
+  stats = [features.image_set_stats(
+      _batches_of(images, batch_size), classifier, strategy=strategy,
+      batch_size=batch_size, expected_count=len(images), is_splits=is_splits,
+      kid_max_samples=kid_max_samples, seed=0, what=name, log_every=log_every)
+           for name, images in (("images_a", images_a), ("images_b", images_b))]
+  values = metrics.compare(stats[0], stats[1])
+  return dict(fid=values["FID"], kid=values["KID"],
+              is_a=stats[0].inception_score, is_b=stats[1].inception_score)

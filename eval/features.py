@@ -1,0 +1,137 @@
+"""Classifier outputs of image sets, computed batch by batch across replicas.
+
+Batches are prepared on the host (real images from a dataset, or noise and labels for
+the generator), padded to the global batch size, split evenly over the replicas of a
+``tf.distribute`` strategy and run by ``strategy.run`` inside one ``tf.function``
+(generator and Inception together for generated images, so images never leave the
+device). The per-replica outputs come back to the host, lose the padding and go into
+a ``metrics.StatsAccumulator``: memory stays flat whatever the number of images.
+
+Progress is logged (absl logging) every ``log_every`` batches with images/s.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from eval import metrics
+from eval.sampling import NoiseAndLabels
+
+
+class ReplicaRunner:
+  """Runs ``fn(*arrays) -> {"logits", "pool_3"}`` on host batches over replicas.
+
+  Args:
+    fn: a per-replica function of tensors with a leading batch dimension.
+    strategy: a tf.distribute strategy (default: the current one).
+    batch_size: the global batch size; raised to a multiple of the replica count.
+  """
+
+  def __init__(self, fn: Callable, strategy=None, batch_size: int = 100):
+    self.strategy = strategy or tf.distribute.get_strategy()
+    replicas = self.strategy.num_replicas_in_sync
+    self.batch_size = -(-int(batch_size) // replicas) * replicas
+    self.per_replica = self.batch_size // replicas
+    strategy = self.strategy
+
+    @tf.function
+    def step(args):
+      out = strategy.run(fn, args=args)
+      return tf.nest.map_structure(
+          lambda v: tf.concat(strategy.experimental_local_results(v), 0), out)
+
+    self._step = step
+
+  def __call__(self, *arrays):
+    """Runs one host batch (at most batch_size rows); returns numpy outputs."""
+    n = len(arrays[0])
+    if n > self.batch_size:
+      raise ValueError(f"Batch of {n} exceeds the batch size {self.batch_size}.")
+    padded = tuple(
+        np.concatenate([a, np.repeat(a[-1:], self.batch_size - n, axis=0)])
+        if n < self.batch_size else np.asarray(a) for a in arrays)
+    k = self.per_replica
+    args = self.strategy.experimental_distribute_values_from_function(
+        lambda ctx: tuple(
+            tf.constant(a[ctx.replica_id_in_sync_group * k:
+                          (ctx.replica_id_in_sync_group + 1) * k]) for a in padded))
+    out = self._step(args)
+    return {key: value.numpy()[:n] for key, value in out.items()}
+
+
+def _accumulate(batches: Iterable[tuple], runner: ReplicaRunner,
+                accumulator: metrics.StatsAccumulator, total: Optional[int],
+                what: str, log_every: int) -> metrics.SetStats:
+  start = time.time()
+  done = 0
+  for i, arrays in enumerate(batches, start=1):
+    out = runner(*arrays)
+    accumulator.update(out["logits"], out["pool_3"])
+    done += len(arrays[0])
+    if log_every and (i % log_every == 0):
+      rate = done / max(time.time() - start, 1e-9)
+      logging.info("%s: %d%s images (%.1f images/s)", what, done,
+                   f"/{total}" if total else "", rate)
+  logging.info("%s: %d images in %.1f s", what, done, time.time() - start)
+  return accumulator.result()
+
+
+def image_set_stats(batches: Iterable, classifier, *, strategy=None,
+                    batch_size: int = 100, expected_count: Optional[int] = None,
+                    is_splits: int = 1,
+                    kid_max_samples: int = metrics.DEFAULT_KID_MAX_SAMPLES,
+                    seed: int = 0, what: str = "images",
+                    log_every: int = 50) -> metrics.SetStats:
+  """Statistics of a stream of image batches `[b, H, W, 3]` float in [-1, 1].
+
+  Batches may have any size; they are re-cut to ``batch_size``.
+  """
+  runner = ReplicaRunner(lambda x: classifier(x), strategy, batch_size)
+
+  def rebatched():
+    pending, size = [], 0
+    for b in batches:
+      b = np.asarray(b, np.float32)
+      pending.append(b)
+      size += len(b)
+      while size >= runner.batch_size:
+        cat = np.concatenate(pending)
+        yield (cat[:runner.batch_size],)
+        pending, size = [cat[runner.batch_size:]], size - runner.batch_size
+    if size:
+      yield (np.concatenate(pending),)
+
+  acc = metrics.StatsAccumulator(expected_count, is_splits, kid_max_samples, seed)
+  return _accumulate(rebatched(), runner, acc, expected_count, what, log_every)
+
+
+def generated_stats(generator, classifier, num: int, *, seed: int = 0,
+                    strategy=None, batch_size: int = 100, update_u=False,
+                    is_splits: int = 1,
+                    kid_max_samples: int = metrics.DEFAULT_KID_MAX_SAMPLES,
+                    log_every: int = 50) -> metrics.SetStats:
+  """Statistics of ``num`` generated images, classes uniform, ``training=False``.
+
+  Args:
+    generator: a sagan_tf Generator (built under ``strategy``'s scope when it has
+      several replicas).
+    classifier: an ``eval.inception.Classifier`` (or any images -> dict callable).
+    num: number of samples (official 50,000).
+    seed: seed of noise and labels (see ``eval.sampling``).
+    update_u: passed to the generator. False (default): every batch starts from
+      the checkpoint's spectral-norm ``u``. None: the variant's rule (the official
+      generator writes ``u`` at inference too; in memory, never saved).
+  """
+
+  def fn(z, labels):
+    return classifier(generator(z, labels, training=False, update_u=update_u))
+
+  runner = ReplicaRunner(fn, strategy, batch_size)
+  stream = NoiseAndLabels(generator.z_dim, generator.num_classes, seed)
+  acc = metrics.StatsAccumulator(num, is_splits, kid_max_samples, seed)
+  return _accumulate(stream.batches(num, runner.batch_size), runner, acc, num,
+                     "generated", log_every)
