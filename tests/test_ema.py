@@ -51,7 +51,7 @@ def test_init_copies_config_and_weights():
 
 def test_rejects_bad_decay():
   with pytest.raises(ValueError, match="decay"):
-    EMA(_tiny_generator(), decay=1.0)
+    EMA(Generator(image_size=32, gf_dim=2, num_classes=3, z_dim=8), decay=1.0)
 
 
 def test_update_matches_numpy_with_start_step():
@@ -77,16 +77,6 @@ def test_update_matches_numpy_with_start_step():
       assert not np.allclose(e.numpy(), w.numpy())
     else:
       np.testing.assert_array_equal(e.numpy(), w.numpy())
-
-
-def test_before_start_step_is_exact_copy():
-  rng = np.random.default_rng(1)
-  g = _tiny_generator()
-  ema = EMA(g, decay=0.999, start_step=10)
-  _perturb(g, rng)
-  ema.update(g, 3)  # eager, Python int step
-  for e, w in zip(ema.generator.weights, g.weights):
-    np.testing.assert_array_equal(e.numpy(), w.numpy())
 
 
 @pytest.mark.parametrize("context", ["replica", "cross_replica"])
