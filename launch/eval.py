@@ -1,0 +1,113 @@
+r"""Inception score, FID and KID of a sagan_tf workdir, or of two image sets.
+
+    # The latest checkpoint (official protocol: 50,000 samples vs 50,000 real images):
+    python -m launch.eval --workdir=/runs/sagan
+    # Each new checkpoint as the trainer writes it; ends after an hour without one:
+    python -m launch.eval --workdir=/runs/sagan --watch --timeout=3600
+    # Two .npz files (key `images`, uint8 [N, H, W, 3]): one JSON line on stdout
+    python -m launch.eval --images_a=a.npz --images_b=b.npz
+
+Results go to WORKDIR/eval/metrics_<step>.json (with the protocol) and to
+TensorBoard scalars eval/IS, eval/FID, eval/KID under WORKDIR/eval. Real-image
+statistics are cached under --cache_dir. The Inception network is the TF-GAN
+module from TF-Hub, or the local copy at --inception_path (see README,
+"Evaluation", to use it offline). The logic lives in the ``eval`` package.
+"""
+import json
+
+from absl import app
+from absl import flags
+from absl import logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "sagan_tf workdir to evaluate.")
+flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest).")
+flags.DEFINE_bool("watch", False, "Evaluate each new checkpoint as it appears.")
+flags.DEFINE_float("timeout", None, "With --watch: stop after this many seconds "
+                   "without a new checkpoint (default: wait forever, or until "
+                   "a checkpoint reaches train_steps).")
+flags.DEFINE_string("images_a", None, ".npz with uint8 `images` [N, H, W, 3].")
+flags.DEFINE_string("images_b", None, ".npz with uint8 `images` [N, H, W, 3].")
+flags.DEFINE_string("inception_path", None,
+                    "Local copy of the TF-GAN Inception module (default: TF-Hub).")
+flags.DEFINE_integer("num_samples", 50_000, "Generated samples (official 50,000).")
+flags.DEFINE_integer("num_real", None, "Real images (default: --num_samples).")
+flags.DEFINE_string("split", None, "Split of the real images (default: config's).")
+flags.DEFINE_integer("batch_size", 100, "Global batch of generator and Inception.")
+flags.DEFINE_integer("seed", 0, "Seed of the generated sample set.")
+flags.DEFINE_integer("is_splits", 1, "Inception-score splits (official 1).")
+flags.DEFINE_integer("kid_max_samples", 10_000, "Per-set cap of KID samples.")
+flags.DEFINE_bool("official_u_updates", False, "Let the generator write its "
+                  "spectral-norm u back on every call, as the official eval did "
+                  "(in memory only); default: each batch starts from the "
+                  "checkpoint's u, so results do not depend on the batch size.")
+flags.DEFINE_bool("use_ema", True, "Evaluate the EMA generator when present.")
+flags.DEFINE_string("cache_dir", None, "Real-statistics cache folder (default: "
+                    "$SAGAN_TF_CACHE_DIR or ~/.cache/sagan_tf).")
+flags.DEFINE_string("strategy", "default",
+                    "default, mirrored, multiworker or tpu (sagan_tf.strategy).")
+flags.DEFINE_integer("cpu_replicas", 0, "With --strategy=mirrored: logical CPUs.")
+flags.DEFINE_integer("log_every", 50, "Log progress every this many batches.")
+
+
+def _protocol():
+  from eval import evaluate  # pylint: disable=g-import-not-at-top
+  return evaluate.Protocol(
+      num_samples=FLAGS.num_samples, num_real=FLAGS.num_real,
+      real_split=FLAGS.split, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
+      is_splits=FLAGS.is_splits, kid_max_samples=FLAGS.kid_max_samples,
+      official_u_updates=FLAGS.official_u_updates)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  compare = FLAGS.images_a or FLAGS.images_b
+  if compare and not (FLAGS.images_a and FLAGS.images_b):
+    raise app.UsageError("--images_a and --images_b go together.")
+  if bool(compare) == bool(FLAGS.workdir):
+    raise app.UsageError("Give either --workdir or --images_a/--images_b.")
+  # Imports after flag parsing: --help stays fast.
+  from eval import evaluate  # pylint: disable=g-import-not-at-top
+  from eval import inception  # pylint: disable=g-import-not-at-top
+  from sagan_tf.strategy import make_strategy  # pylint: disable=g-import-not-at-top
+
+  strategy = make_strategy(FLAGS.strategy, cpu_replicas=FLAGS.cpu_replicas)
+  try:
+    classifier = inception.load_classifier(FLAGS.inception_path, strategy=strategy)
+  except inception.InceptionUnavailableError as e:
+    raise app.UsageError(str(e)) from None
+
+  if compare:
+    values = evaluate.compare_image_sets(
+        evaluate.load_npz_images(FLAGS.images_a),
+        evaluate.load_npz_images(FLAGS.images_b), classifier, strategy=strategy,
+        batch_size=FLAGS.batch_size, is_splits=FLAGS.is_splits,
+        kid_max_samples=FLAGS.kid_max_samples, log_every=FLAGS.log_every)
+    print(json.dumps(values, sort_keys=True), flush=True)
+    return
+
+  kwargs = dict(strategy=strategy, cache_dir=FLAGS.cache_dir,
+                use_ema=FLAGS.use_ema, log_every=FLAGS.log_every)
+  try:
+    _evaluate_workdir(evaluate, classifier, kwargs)
+  except FileNotFoundError as e:  # not a workdir, or no checkpoint yet
+    raise app.UsageError(str(e)) from None
+
+
+def _evaluate_workdir(evaluate, classifier, kwargs):
+  if FLAGS.watch:
+    for result in evaluate.watch(FLAGS.workdir, classifier, _protocol(),
+                                 timeout=FLAGS.timeout, **kwargs):
+      logging.info("Wrote %s", result["path"])
+    logging.info("No new checkpoint: done.")
+  else:
+    result = evaluate.evaluate_checkpoint(FLAGS.workdir, classifier, _protocol(),
+                                          checkpoint=FLAGS.checkpoint, **kwargs)
+    logging.info("Wrote %s", result["path"])
+    print(json.dumps(dict(step=result["step"], **result["metrics"]),
+                     sort_keys=True), flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,93 @@
+r"""Images from a sagan_tf checkpoint: a PNG grid and/or an .npz, no dataset needed.
+
+    python -m launch.sample --workdir=/runs/sagan --num=64 --png=samples.png
+    python -m launch.sample --workdir=/runs/sagan --classes=1,2,3 --num=30 \
+        --seed=7 --png=classes.png --npz=classes.npz
+
+The workdir may be one written by launch.train or converted from an official
+checkpoint by launch.convert (same layout). The EMA generator is used when the
+checkpoint has one (``--nouse_ema`` for the live one). ``--classes`` lists the
+classes to draw, in runs (the first images are the first class...); without it the
+classes are uniform. The .npz holds ``images`` (uint8 [N, S, S, 3]) and ``labels``
+(int32 [N]); the PNG is a square grid (sagan_tf.images). Noise and labels come
+from --seed (eval.sampling), so a command gives the same images every time.
+"""
+import os
+
+import numpy as np
+from absl import app
+from absl import flags
+from absl import logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "sagan_tf workdir (config.json + checkpoints/).")
+flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest).")
+flags.DEFINE_integer("num", 64, "Number of images.")
+flags.DEFINE_string("classes", None, "Comma-separated classes, e.g. 1,2,3 "
+                    "(default: uniform over all classes).")
+flags.DEFINE_integer("seed", 0, "Seed of noise and labels.")
+flags.DEFINE_integer("batch_size", 64, "Images per generator call.")
+flags.DEFINE_string("png", None, "Write a grid of the images to this PNG.")
+flags.DEFINE_string("npz", None, "Write images (uint8) and labels to this .npz.")
+flags.DEFINE_bool("use_ema", True, "Use the EMA generator when present.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def load_generator(workdir, checkpoint=None, use_ema=True):
+  """(config, generator, step) of a workdir's checkpoint."""
+  from sagan_tf import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  config, generator, _, step = checkpoint_lib.load_models(
+      workdir, checkpoint=checkpoint, use_ema=use_ema)
+  return config, generator, step
+
+
+def sample(generator, num, classes=None, seed=0, batch_size=64):
+  """(images uint8 [num, S, S, 3], labels int32 [num])."""
+  from eval import sampling  # pylint: disable=g-import-not-at-top
+  from sagan_tf import images as images_lib  # pylint: disable=g-import-not-at-top
+  images, labels = sampling.generate(generator, num, seed=seed, classes=classes,
+                                     batch_size=batch_size)
+  return images_lib.to_uint8(images), labels
+
+
+def write_outputs(images, labels, png=None, npz=None):
+  """Writes the PNG grid and/or the .npz; returns the paths written."""
+  from sagan_tf import images as images_lib  # pylint: disable=g-import-not-at-top
+  written = []
+  if png:
+    written.append(images_lib.save_png(png, images_lib.image_grid(images)))
+  if npz:
+    os.makedirs(os.path.dirname(os.path.abspath(npz)), exist_ok=True)
+    np.savez(npz, images=images, labels=labels)
+    written.append(npz)
+  return written
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not (FLAGS.png or FLAGS.npz):
+    raise app.UsageError("Give --png and/or --npz.")
+  from eval import sampling  # pylint: disable=g-import-not-at-top
+
+  try:
+    classes = sampling.parse_classes(FLAGS.classes)
+  except ValueError as e:
+    raise app.UsageError(f"--classes={FLAGS.classes!r}: {e}") from None
+  try:
+    config, generator, step = load_generator(FLAGS.workdir, FLAGS.checkpoint,
+                                             FLAGS.use_ema)
+  except FileNotFoundError as e:
+    raise app.UsageError(str(e)) from None
+  try:
+    images, labels = sample(generator, FLAGS.num, classes, FLAGS.seed,
+                            FLAGS.batch_size)
+  except ValueError as e:  # classes outside [0, num_classes)
+    raise app.UsageError(str(e)) from None
+  for path in write_outputs(images, labels, FLAGS.png, FLAGS.npz):
+    logging.info("Wrote %s (%d images, step %d, %dx%d).", path, len(images), step,
+                 config.image_size, config.image_size)
+
+
+if __name__ == "__main__":
+  app.run(main)
