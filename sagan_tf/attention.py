@@ -44,8 +44,10 @@ class SelfAttention(keras.layers.Layer):
     c = int(input_shape[-1])
     if c % 8:
       raise ValueError(f"SelfAttention needs channels divisible by 8, got {c}.")
+    # The sub-layers are created here, at the first call: give them this layer's
+    # dtype policy, not whatever global policy is in force by then.
     sn = dict(kernel_size=1, use_bias=False, u_space=self.u_space,
-              clip_sigma=self.clip_sigma)
+              clip_sigma=self.clip_sigma, dtype=self.dtype_policy)
     self.theta = SNConv2D(c // 8, name="sn_conv_theta", **sn)
     self.phi = SNConv2D(c // 8, name="sn_conv_phi", **sn)
     self.g = SNConv2D(c // 2, name="sn_conv_g", **sn)

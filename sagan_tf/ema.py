@@ -38,6 +38,7 @@ It works inside ``tf.function``; ``step`` may be a Python int or a scalar tensor
 """
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 from sagan_tf.generator import Generator
@@ -67,12 +68,19 @@ class EMA:
     self.decay = float(decay)
     self.start_step = int(start_step)
     generator.build_variables()
-    self.generator = Generator(
-        image_size=generator.image_size, gf_dim=generator.gf_dim,
-        num_classes=generator.num_classes, z_dim=generator.z_dim,
-        attention=generator.attention_resolutions,
-        variant=generator.variant.name, name="ema_generator")
-    self.generator.build_variables()
+    # Same dtype policy as the live generator (its layers took the global policy
+    # in force when it was built, e.g. mixed_bfloat16).
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(generator.dtype_policy.name)
+    try:
+      self.generator = Generator(
+          image_size=generator.image_size, gf_dim=generator.gf_dim,
+          num_classes=generator.num_classes, z_dim=generator.z_dim,
+          attention=generator.attention_resolutions,
+          variant=generator.variant.name, name="ema_generator")
+      self.generator.build_variables()
+    finally:
+      keras.mixed_precision.set_global_policy(previous)
     self._check_matches(generator)
     for e, w in zip(self.generator.weights, generator.weights):
       e.assign(w)

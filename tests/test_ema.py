@@ -1,4 +1,5 @@
 """Tests for sagan_tf.ema: update arithmetic, start step, strategies, checkpoints."""
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -135,3 +136,17 @@ def test_biggan_schedule_preset():
   assert (c.ema_decay, c.ema_start, c.beta2, c.batch_size, c.d_steps) == (
       0.9999, 20000, 0.999, 256, 2)
   assert c.replace(ema_decay=0.0, ema_start=0, d_steps=1) == base
+
+
+def test_ema_generator_follows_dtype_policy():
+  keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  try:
+    g = Generator(image_size=32, gf_dim=2, num_classes=3, z_dim=8)
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  ema = EMA(g, decay=0.5)  # built under float32: still mirrors g
+  assert ema.generator.g_block1.compute_dtype == "bfloat16"
+  assert {w.dtype for w in ema.generator.weights} == {"float32"}
+  assert keras.mixed_precision.global_policy().name == "float32"
+  images = ema.generator(tf.zeros([1, 8]), tf.zeros([1], tf.int32), update_u=False)
+  assert images.dtype == tf.float32

@@ -142,3 +142,20 @@ def test_few_training_steps_finite(bf16_policy):
   assert all(np.isfinite(w.numpy()).all() for w in g.weights + d.weights)
   assert any(not np.array_equal(a, w.numpy())
              for a, w in zip(before, g.trainable_variables))
+
+
+def test_models_built_after_policy_reset_keep_their_policy(bf16_policy):
+  # Attention sub-layers are created at the first call; they must take the
+  # model's policy even when the global one has changed since construction.
+  g = Generator(**_G)
+  d = Discriminator(**_D)
+  keras.mixed_precision.set_global_policy("float32")
+  g.build_variables()
+  d.build_variables()
+  for model in (g, d):
+    for _, layer in model.attention_layers:
+      assert layer.theta.compute_dtype == "bfloat16"
+      assert layer.attn_conv.compute_dtype == "bfloat16"
+  z, labels, real = _inputs(n=2)
+  assert g(z, labels, update_u=False).dtype == tf.float32
+  assert d(real, labels, update_u=False).dtype == tf.float32
