@@ -21,7 +21,6 @@ Deliberate deviations from the official code:
   still runs its one power iteration, so the first batch is identical), making the
   result a function of checkpoint and seed. ``Protocol(official_u_updates=True)``
   (``--official_u_updates``) restores the official write-back, in memory only.
-
 * The official eval shuffled the real images with a 5,000-image buffer; here they
   are the split's first ``num_real`` in file order, so their statistics are
   deterministic and cacheable (``eval.real_stats``).
@@ -58,7 +57,7 @@ class Protocol:
     num_samples: generated samples (official 50,000).
     num_real: real images; None: as many as num_samples (official).
     real_split: dataset split of the real images; None: the config's split.
-    batch_size: global batch of generator and Inception calls.
+    batch_size: global batch of generator and Inception calls (official 100).
     seed: seed of the generated set.
     is_splits: IS splits (official 1).
     kid_max_samples: per-set cap of the activations kept for KID.
@@ -198,8 +197,18 @@ def watch(workdir: str, classifier, protocol: Protocol = Protocol(), *,
   Like ``tf.train.checkpoints_iterator`` (which it uses) and the official
   ``evaluate_repeatedly``: waits for checkpoints, evaluates each in turn, and ends
   after ``timeout`` seconds without a new one, or after a checkpoint at or past the
-  config's ``train_steps``. Checkpoints already evaluated with the same protocol
-  (a result file naming them) are skipped, so a restarted watcher resumes.
+  config's ``train_steps``. As there, a checkpoint is the latest one at the time of
+  a poll: when several are written during one evaluation, only the newest of them
+  is evaluated next. Checkpoints already evaluated with the same protocol (a result
+  file naming them) are skipped, so a restarted watcher resumes.
+
+  Args:
+    workdir: a sagan_tf workdir (its config.json must exist).
+    classifier, protocol: as ``evaluate_checkpoint``.
+    timeout: seconds to wait for a new checkpoint before ending (None: forever).
+    min_interval_secs: least time between two evaluations.
+    stop_at_train_steps: end after evaluating a checkpoint at ``train_steps``.
+    **kwargs: more ``evaluate_checkpoint`` arguments.
 
   Yields:
     The result dict of each evaluated checkpoint.
@@ -215,7 +224,9 @@ def watch(workdir: str, classifier, protocol: Protocol = Protocol(), *,
       result = evaluate_checkpoint(workdir, classifier, protocol, checkpoint=path,
                                    **kwargs)
     except (tf.errors.NotFoundError, FileNotFoundError) as e:
-      # The trainer's CheckpointManager may delete an old checkpoint meanwhile.
+      if tf.io.gfile.glob(path + ".*"):
+        raise
+      # The trainer's CheckpointManager deleted it meanwhile (max_to_keep).
       logging.warning("Checkpoint %s vanished before evaluation (%s).", path, e)
       continue
     yield result

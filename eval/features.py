@@ -8,6 +8,9 @@ device). The per-replica outputs come back to the host, lose the padding and go 
 a ``metrics.StatsAccumulator``: memory stays flat whatever the number of images.
 
 Progress is logged (absl logging) every ``log_every`` batches with images/s.
+
+One host: the outputs of its local replicas are gathered (default strategy or
+``MirroredStrategy``); multi-worker evaluation is not supported.
 """
 from __future__ import annotations
 
@@ -66,14 +69,16 @@ class ReplicaRunner:
 def _accumulate(batches: Iterable[tuple], runner: ReplicaRunner,
                 accumulator: metrics.StatsAccumulator, total: Optional[int],
                 what: str, log_every: int) -> metrics.SetStats:
-  start = time.time()
-  done = 0
+  start = last_time = time.time()
+  done = last_done = 0
   for i, arrays in enumerate(batches, start=1):
     out = runner(*arrays)
     accumulator.update(out["logits"], out["pool_3"])
     done += len(arrays[0])
     if log_every and (i % log_every == 0):
-      rate = done / max(time.time() - start, 1e-9)
+      now = time.time()  # rate since the last report (the first includes tracing)
+      rate = (done - last_done) / max(now - last_time, 1e-9)
+      last_time, last_done = now, done
       logging.info("%s: %d%s images (%.1f images/s)", what, done,
                    f"/{total}" if total else "", rate)
   logging.info("%s: %d images in %.1f s", what, done, time.time() - start)

@@ -44,8 +44,9 @@ flags.DEFINE_bool("official_u_updates", False, "Let the generator write its "
 flags.DEFINE_bool("use_ema", True, "Evaluate the EMA generator when present.")
 flags.DEFINE_string("cache_dir", None, "Real-statistics cache folder (default: "
                     "$SAGAN_TF_CACHE_DIR or ~/.cache/sagan_tf).")
-flags.DEFINE_string("strategy", "default",
-                    "default, mirrored, multiworker or tpu (sagan_tf.strategy).")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
+                  "default: one device; mirrored: batches split over the local "
+                  "GPUs (sagan_tf.strategy). Evaluation runs on one host.")
 flags.DEFINE_integer("cpu_replicas", 0, "With --strategy=mirrored: logical CPUs.")
 flags.DEFINE_integer("log_every", 50, "Log progress every this many batches.")
 
