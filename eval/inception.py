@@ -137,8 +137,13 @@ def load_classifier(path: Optional[str] = None, strategy=None) -> Classifier:
   if key not in _LOADED:
     import tensorflow_hub as hub  # pylint: disable=g-import-not-at-top
     source = path if path else TFHUB_HANDLE
-    with strategy.scope():
-      module = hub.load(local)
+    try:
+      with strategy.scope():
+        module = hub.load(local)
+    except Exception as e:  # a partial download, a wrong folder...
+      raise InceptionUnavailableError(
+          f"Cannot load the Inception network from {local!r} ({type(e).__name__}: "
+          f"{e}). " + how_to_place()) from e
     _LOADED[key] = Classifier(module, source=source,
                               identity=f"sha1:{fingerprint(local)}")
   return _LOADED[key]

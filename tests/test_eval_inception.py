@@ -62,3 +62,14 @@ def test_tfhub_cache_dir_is_honoured(tmp_path, monkeypatch):
   c = inception.load_classifier()  # no network needed: the copy is in the cache
   assert c.source == inception.TFHUB_HANDLE
   assert c(np.zeros((2, 16, 16, 3), np.float32))["pool_3"].shape == (2, 3)
+
+
+def test_unloadable_copy_is_a_clear_error(tmp_path):
+  path = tmp_path / "broken"
+  path.mkdir()
+  (path / "saved_model.pb").write_bytes(b"not a SavedModel")
+  with mock.patch.object(hub, "load", side_effect=urllib.error.URLError("offline")):
+    with pytest.raises(inception.InceptionUnavailableError, match="URLError.*offline"):
+      inception.load_classifier(str(path))
+  with pytest.raises(inception.InceptionUnavailableError, match="--inception_path"):
+    inception.load_classifier(str(path))  # the real loader on a corrupt file
