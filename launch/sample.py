@@ -11,6 +11,11 @@ classes to draw, in runs (the first images are the first class...); without it t
 classes are uniform. The .npz holds ``images`` (uint8 [N, S, S, 3]) and ``labels``
 (int32 [N]); the PNG is a square grid (sagan_tf.images). Noise and labels come
 from --seed (eval.sampling), so a command gives the same images every time.
+
+``--attention_maps=attn.png`` draws, for the first min(--num, 4) of these samples,
+where each generator attention block looks from the ``--queries`` pixels
+("y,x;y,x" in output-image coordinates; default one per quadrant centre): the
+image with the queries marked, then one heat map per query (sagan_tf.attention_maps).
 """
 import os
 
@@ -30,6 +35,10 @@ flags.DEFINE_integer("batch_size", 64, "Images per generator call.")
 flags.DEFINE_string("png", None, "Write a grid of the images to this PNG.")
 flags.DEFINE_string("npz", None, "Write images (uint8) and labels to this .npz.")
 flags.DEFINE_bool("use_ema", True, "Use the EMA generator when present.")
+flags.DEFINE_string("attention_maps", None,
+                    "Write the attention-map figure of the first samples here.")
+flags.DEFINE_string("queries", None, "Attention query pixels 'y,x;y,x' "
+                    "(default: the four quadrant centres).")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -63,11 +72,27 @@ def write_outputs(images, labels, png=None, npz=None):
   return written
 
 
+def write_attention_maps(generator, path, queries=None, num=64, classes=None,
+                         seed=0, shown=4):
+  """Attention figure of the first ``shown`` of the ``num`` samples that ``sample``
+  draws with the same arguments; returns its path."""
+  from eval import sampling  # pylint: disable=g-import-not-at-top
+  from sagan_tf import attention_maps  # pylint: disable=g-import-not-at-top
+  queries = queries or attention_maps.default_queries(generator.image_size)
+  stream = sampling.NoiseAndLabels(generator.z_dim, generator.num_classes, seed,
+                                   classes, num)
+  z, labels = stream.take(min(num, shown))
+  images, maps = attention_maps.attention_maps(generator, z, labels, queries,
+                                               return_images=True)
+  attention_maps.render_attention_figure(images, maps, queries, path=path)
+  return path
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not (FLAGS.png or FLAGS.npz):
-    raise app.UsageError("Give --png and/or --npz.")
+  if not (FLAGS.png or FLAGS.npz or FLAGS.attention_maps):
+    raise app.UsageError("Give --png, --npz and/or --attention_maps.")
   from eval import sampling  # pylint: disable=g-import-not-at-top
 
   try:
@@ -79,14 +104,24 @@ def main(argv):
                                              FLAGS.use_ema)
   except FileNotFoundError as e:
     raise app.UsageError(str(e)) from None
-  try:
-    images, labels = sample(generator, FLAGS.num, classes, FLAGS.seed,
-                            FLAGS.batch_size)
-  except ValueError as e:  # classes outside [0, num_classes)
-    raise app.UsageError(str(e)) from None
-  for path in write_outputs(images, labels, FLAGS.png, FLAGS.npz):
-    logging.info("Wrote %s (%d images, step %d, %dx%d).", path, len(images), step,
-                 config.image_size, config.image_size)
+  if FLAGS.png or FLAGS.npz:
+    try:
+      images, labels = sample(generator, FLAGS.num, classes, FLAGS.seed,
+                              FLAGS.batch_size)
+    except ValueError as e:  # classes outside [0, num_classes)
+      raise app.UsageError(str(e)) from None
+    for path in write_outputs(images, labels, FLAGS.png, FLAGS.npz):
+      logging.info("Wrote %s (%d images, step %d, %dx%d).", path, len(images),
+                   step, config.image_size, config.image_size)
+  if FLAGS.attention_maps:
+    from sagan_tf import attention_maps  # pylint: disable=g-import-not-at-top
+    try:
+      queries = attention_maps.parse_queries(FLAGS.queries)
+      path = write_attention_maps(generator, FLAGS.attention_maps, queries,
+                                  FLAGS.num, classes, FLAGS.seed)
+    except ValueError as e:  # bad queries, or a generator without attention
+      raise app.UsageError(str(e)) from None
+    logging.info("Wrote %s (attention maps, step %d).", path, step)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,27 @@ def select_queries(attn, resolution: int, image_size: int,
   return np.stack(rows, axis=1).reshape(attn.shape[0], len(queries), k, k)
 
 
+def parse_queries(text: Optional[str]):
+  """"y,x;y,x" -> [(y, x), ...]; "" or None -> None."""
+  if not text or not str(text).strip():
+    return None
+  out = []
+  for part in str(text).replace(" ", "").split(";"):
+    if not part:
+      continue
+    yx = part.split(",")
+    if len(yx) != 2:
+      raise ValueError(f"query {part!r} is not 'y,x'.")
+    out.append((int(yx[0]), int(yx[1])))
+  return out
+
+
+def default_queries(image_size: int):
+  """Four queries, one per quadrant centre: `(S/4, S/4)`, `(S/4, 3S/4)`...."""
+  a, b = image_size // 4, (3 * image_size) // 4
+  return [(a, a), (a, b), (b, a), (b, b)]
+
+
 def generate_with_attention(generator, z, labels):
   """Images `[N, S, S, 3]` in [-1, 1] and the raw maps {r: `[N, r*r, r*r/4]`}.
 

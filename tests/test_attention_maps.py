@@ -87,3 +87,45 @@ def test_render_png_and_summary(generator, tmp_path):
       event = tf.compat.v1.Event.FromString(rec.numpy())
       tags += [(v.tag, event.step) for v in event.summary.value]
   assert ("attention_maps", 3) in tags
+
+
+def test_parse_and_default_queries():
+  assert am.parse_queries("3,4; 20,27;") == [(3, 4), (20, 27)]
+  assert am.parse_queries("") is None and am.parse_queries(None) is None
+  with pytest.raises(ValueError, match="y,x"):
+    am.parse_queries("3,4,5")
+  assert am.default_queries(32) == [(8, 8), (8, 24), (24, 8), (24, 24)]
+
+
+def test_sample_cli_writes_attention_figure(tmp_path):
+  import subprocess
+  import sys
+  from eval import sampling
+  from sagan_tf import checkpoint as ckpt_lib
+  from sagan_tf.config import from_preset
+  from sagan_tf.models import build_models
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  config = from_preset("tiny")
+  g, d = build_models(config)
+  ema, _ = build_models(config)  # other weights: the figure must use these
+  ema.g_non_local.sigma_ratio.assign(0.3)
+  workdir = str(tmp_path / "run")
+  ckpt_lib.save_models(workdir, config, g, d, step=2, ema_generator=ema)
+  path = str(tmp_path / "attn.png")
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.sample", f"--workdir={workdir}", "--num=3",
+       "--classes=4,7", "--seed=5", "--queries=2,3;30,17",
+       f"--attention_maps={path}"],
+      cwd=repo, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+      capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  fig = np.asarray(Image.open(path).convert("RGB"))
+  # 3 samples x 1 attention block (16x16), 1 + 2 queries, 128 px panels, 4 px gaps.
+  assert fig.shape == (3 * 132 - 4, 3 * 132 - 4, 3)
+  z, labels = sampling.NoiseAndLabels(16, 10, seed=5, classes=[4, 7],
+                                      num=3).take(3)
+  np.testing.assert_array_equal(labels, [4, 4, 7])
+  images, maps = am.attention_maps(ema, z, labels, [(2, 3), (30, 17)],
+                                   return_images=True)
+  want = am.render_attention_figure(images, maps, [(2, 3), (30, 17)])
+  assert np.abs(fig.astype(int) - want.astype(int)).mean() < 0.5
