@@ -63,7 +63,8 @@ def test_update_matches_numpy_with_start_step():
   assert not all(trainable) and any(trainable)  # u and BN stats are present
   decay, start = 0.75, 2
   ema = EMA(g, decay=decay, start_step=start)
-  update = tf.function(ema.update)
+  # Compiled with XLA, as the trainer's replica step may be (jit_compile=True).
+  update = tf.function(ema.update, jit_compile=True)
   history = []
   for step in range(5):  # steps 0, 1 copy; 2, 3, 4 average
     values = _perturb(g, rng)
