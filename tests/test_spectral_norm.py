@@ -26,7 +26,19 @@ def _embedding(u_space, clip=False):
   return layer, tf.constant([0, 3, 8, 3])
 
 
-MAKERS = {"conv": _conv, "dense": _dense, "embedding": _embedding}
+def _seeded(maker):
+  """Deterministic weights and u (Keras' initialisers are unseeded here)."""
+  def make(u_space, clip=False):
+    layer, x = maker(u_space, clip)
+    rs = np.random.RandomState(0)
+    for var in layer.weights:
+      var.assign(rs.randn(*var.shape).astype(np.float32))
+    return layer, x
+  return make
+
+
+MAKERS = {"conv": _seeded(_conv), "dense": _seeded(_dense),
+          "embedding": _seeded(_embedding)}
 
 
 def _matrix(layer):
@@ -60,7 +72,7 @@ def test_sigma_converges_to_largest_singular_value(kind, u_space):
   expected_u_shape = {"out": (1, _matrix(layer).shape[1]),
                       "in": (_matrix(layer).shape[0], 1)}[u_space]
   assert tuple(layer.u.shape) == expected_u_shape
-  for _ in range(100):
+  for _ in range(200):
     layer(x, update_u=True)
   top = np.linalg.svd(_matrix(layer), compute_uv=False)[0]
   np.testing.assert_allclose(float(layer.sigma()), top, rtol=1e-4)
@@ -83,14 +95,14 @@ def test_one_iteration_matches_hand_computation_and_update_u(kind, u_space):
 
 @pytest.mark.parametrize("u_space", SPACES)
 def test_forward_uses_w_over_sigma(u_space):
-  layer, x = _dense(u_space)
+  layer, x = MAKERS["dense"](u_space)
   layer.bias.assign(np.linspace(-1, 1, 7).astype(np.float32))
   w = _matrix(layer)
   sigma, _ = _hand_sigma(w, layer.u.numpy(), u_space)
   expected = x.numpy() @ (w / sigma) + layer.bias.numpy()
   np.testing.assert_allclose(layer(x, update_u=False).numpy(), expected,
                              rtol=1e-5, atol=1e-5)
-  conv, xc = _conv(u_space)
+  conv, xc = MAKERS["conv"](u_space)
   k = conv.kernel.numpy()
   sigma, _ = _hand_sigma(k.reshape(-1, 6), conv.u.numpy(), u_space)
   expected = tf.nn.conv2d(xc, k / sigma, 1, "SAME") + conv.bias
@@ -99,7 +111,7 @@ def test_forward_uses_w_over_sigma(u_space):
 
 
 def test_clip_sigma_only_divides_when_sigma_exceeds_one():
-  layer, x = _dense("in", clip=True)
+  layer, x = MAKERS["dense"]("in", clip=True)
   layer.kernel.assign(layer.kernel * 0.01)  # sigma < 1: W used as is
   assert float(layer.sigma()) < 1.0
   np.testing.assert_allclose(layer(x, update_u=False).numpy(),
@@ -115,7 +127,7 @@ def test_clip_sigma_only_divides_when_sigma_exceeds_one():
 @pytest.mark.parametrize("u_space", SPACES)
 def test_gradient_flows_through_sigma(u_space):
   """dL/dW equals the gradient of a hand-written W / sigma(W), not of W / const."""
-  layer, x = _conv(u_space)
+  layer, x = MAKERS["conv"](u_space)
   u = tf.constant(layer.u.numpy())
   r = tf.random.stateless_normal([2, 5, 5, 6], seed=[7, 8])
   l2n = lambda t: t / (tf.norm(t) + 1e-12)
