@@ -1,0 +1,298 @@
+"""Training loop: models, optimizers, checkpoints, resume, summaries, signals.
+
+    trainer = Trainer(config, workdir, strategy)   # builds, restores if possible
+    result = trainer.run()                          # to config.train_steps
+    # or: train(config, workdir, strategy, deterministic=True, on_log=...)
+
+Workdir (layout of ``sagan_tf.checkpoint``)::
+
+    WORKDIR/config.json               the run's Config, rewritten at each start
+    WORKDIR/checkpoints/ckpt-<step>   tf.train.Checkpoint: step, generator,
+                                      discriminator, g_optimizer, d_optimizer
+                                      (+ ema_generator when config.ema_decay > 0)
+    WORKDIR/events.out.tfevents.*     TensorBoard (see ``sagan_tf.summaries``)
+    WORKDIR/samples/step_XXXXXXX.png  sample grids
+
+Checkpoints are written every ``config.checkpoint_every`` steps, at the end, and
+when SIGTERM or SIGINT arrives (the current step finishes, a checkpoint is written
+and ``run`` returns with ``stopped=True``; a second signal acts as usual).
+
+Resume: constructing a ``Trainer`` on a workdir with checkpoints restores the latest
+one, after checking that the workdir's config.json has the same model shape and
+that the checkpoint's variables match the models (errors name the fields or the
+variables). The data position is not checkpointed: the input pipeline is rebuilt
+with ``skip_batches = step * d_steps`` (one real batch per D step), which with a
+seeded pipeline yields the batches the uninterrupted run would have seen, and works
+under every strategy (a checkpointed iterator does not, e.g. on TPU). The noise is
+a function of the step (``sagan_tf.train_step``). With ``deterministic=True`` (op
+determinism) a run stopped at step k and resumed to n ends with the same weights,
+bit for bit, as an uninterrupted run to n.
+
+Deliberate deviations from the official code: training state lives in one TF2
+checkpoint (official: TF1 ``MonitoredTrainingSession`` checkpoints every 10 min,
+and resuming restarted the input pipeline from a fresh shuffle).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import threading
+import time
+from typing import Callable, Dict, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from sagan_tf import checkpoint as ckpt_lib
+from sagan_tf import run_state
+from sagan_tf import strategy as strategy_lib
+from sagan_tf import summaries
+from sagan_tf import train_step as step_lib
+from sagan_tf.config import Config
+from sagan_tf.models import build_models
+
+
+def default_dataset_fn(strategy, config: Config, skip_batches: int):
+  """The input pipeline of ``sagan_tf.data`` (distributed, seeded, skippable)."""
+  from sagan_tf import data  # pylint: disable=g-import-not-at-top
+  return data.distributed_dataset(strategy, config, skip_batches=skip_batches)
+
+
+@dataclasses.dataclass
+class TrainResult:
+  step: int  # global step reached
+  stopped: bool  # True if a signal or request_stop() ended the run early
+  checkpoint: Optional[str]  # the last checkpoint written or restored
+  metrics: Dict[str, float]  # last logged metrics (empty if none logged)
+  sample_png: Optional[str]  # the last sample grid written
+
+
+class _Policy:
+  """Sets the Keras dtype policy while models are built, then restores it."""
+
+  def __init__(self, mixed_precision: bool):
+    self.name = "mixed_bfloat16" if mixed_precision else None
+
+  def __enter__(self):
+    self.saved = keras.config.dtype_policy()
+    if self.name:
+      keras.config.set_dtype_policy(self.name)
+
+  def __exit__(self, *exc):
+    keras.config.set_dtype_policy(self.saved)
+
+
+class Trainer:
+  """Builds (or restores) a run in ``workdir`` and trains it.
+
+  Args:
+    config: the run's Config.
+    workdir: run directory (created if missing).
+    strategy: a ``tf.distribute`` strategy (default: the default strategy).
+    deterministic: enable TF op determinism (``enable_op_determinism``); model
+      initialisation is always seeded by ``config.seed``.
+    dataset_fn: ``(strategy, config, skip_batches) -> distributed dataset`` of
+      (images, labels) per-replica batches; default ``sagan_tf.data``.
+    on_log: called with a ``summaries.Progress`` at every log step.
+  """
+
+  def __init__(self, config: Config, workdir: str, strategy=None, *,
+               deterministic: bool = False,
+               dataset_fn: Callable = default_dataset_fn,
+               on_log: Optional[Callable[[summaries.Progress], None]] = None):
+    self.config = config.validate()
+    self.workdir = workdir
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self.on_log = on_log
+    self.chief = strategy_lib.is_chief(self.strategy)
+    strategy_lib.replica_batch_size(self.strategy, config.batch_size)
+    self._check_workdir()
+    if deterministic and config.jit_compile:
+      raise ValueError(
+          "deterministic=True cannot be combined with jit_compile=True: XLA has no "
+          "deterministic kernel for the MaxPool gradient of the attention blocks.")
+    if deterministic:
+      tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(config.seed)
+
+    with self.strategy.scope():
+      with _Policy(config.mixed_precision):
+        self.generator, self.discriminator = build_models(config)
+      self.g_optimizer, self.d_optimizer = step_lib.make_optimizers(
+          config, self.generator, self.discriminator)
+      self.step = step_lib.make_step_variable()
+      self.ema = step_lib.optional_ema(config, self.generator)
+    objects = dict(step=self.step, generator=self.generator,
+                   discriminator=self.discriminator, g_optimizer=self.g_optimizer,
+                   d_optimizer=self.d_optimizer)
+    if self.ema is not None:
+      objects["ema_generator"] = self.ema.generator
+    self._objects = objects
+    self.checkpoint = tf.train.Checkpoint(**objects)
+    ckpt_dir = ckpt_lib.checkpoint_dir(workdir)
+    if not self.chief:  # every worker saves; only the chief's copy is kept
+      ckpt_dir = os.path.join(workdir, "tmp_" + strategy_lib.worker_id(
+          self.strategy), ckpt_lib.CHECKPOINT_SUBDIR)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, ckpt_dir, max_to_keep=config.keep_checkpoints,
+        step_counter=self.step)
+    self.restored = self._restore()
+    self._saved_step = int(self.step.numpy()) if self.restored else None
+    if self.chief:
+      config.save(workdir)
+
+    self.train_step = step_lib.TrainStep(
+        config, self.strategy, self.generator, self.discriminator,
+        self.g_optimizer, self.d_optimizer, self.step, ema=self.ema)
+    skip = int(self.step.numpy()) * config.d_steps
+    self.dataset = dataset_fn(self.strategy, config, skip_batches=skip)
+    self.iterator = iter(self.dataset)
+    self.writer = summaries.SummaryWriter(workdir, enabled=self.chief)
+    z, labels, self.sample_grid = summaries.fixed_sample_inputs(config)
+    sample_model = self.ema.generator if self.ema is not None else self.generator
+    self._sample_fn = tf.function(
+        lambda: step_lib.sample_images(self.strategy, sample_model, z, labels))
+    self._stop = threading.Event()
+    self.last_checkpoint = self.restored
+
+  def close(self):
+    """Closes the TensorBoard writer (the trainer cannot log afterwards)."""
+    self.writer.close()
+
+  # -- setup -----------------------------------------------------------------
+
+  def _check_workdir(self):
+    path = os.path.join(self.workdir, "config.json")
+    if os.path.exists(path):
+      saved = ckpt_lib.load_config(self.workdir)
+      run_state.check_config_compatible(saved, self.config, self.workdir)
+    elif ckpt_lib.latest_checkpoint(self.workdir):
+      raise ValueError(f"{self.workdir!r} has checkpoints but no config.json; "
+                       f"cannot tell whether they fit this config.")
+
+  def _restore(self) -> Optional[str]:
+    self.absent_on_restore = ()
+    path = self.manager.latest_checkpoint
+    if path is None:
+      return None
+    absent = run_state.check_checkpoint_matches(
+        path, self._objects, optional=("g_optimizer", "d_optimizer",
+                                       "ema_generator"))
+    status = self.checkpoint.restore(path)
+    if absent:  # e.g. a converted checkpoint: models only, fresh optimizer state
+      status.expect_partial()
+    else:
+      status.assert_existing_objects_matched()
+    if "ema_generator" in absent:  # EMA switched on for an existing run
+      for e, w in zip(self.ema.generator.weights, self.generator.weights):
+        e.assign(w)
+    self.absent_on_restore = absent
+    return path
+
+  # -- control ---------------------------------------------------------------
+
+  def request_stop(self, signum=None, frame=None):  # pylint: disable=unused-argument
+    """Asks the loop to finish the current step, save and return (signal-safe)."""
+    self._stop.set()
+
+  def save(self) -> str:
+    """Writes a checkpoint numbered by the global step; returns its path."""
+    step = int(self.step.numpy())
+    self.last_checkpoint = self.manager.save(checkpoint_number=step)
+    self._saved_step = step
+    return self.last_checkpoint
+
+  def _install_signal_handlers(self):
+    if threading.current_thread() is not threading.main_thread():
+      return {}
+    saved = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      saved[sig] = signal.getsignal(sig)
+
+      def handler(signum, frame, _old=saved[sig]):
+        self.request_stop()
+        signal.signal(signum, _old)  # a second signal acts as usual
+      signal.signal(sig, handler)
+    return saved
+
+  # -- loop --------------------------------------------------------------------
+
+  def extra_scalars(self) -> Dict[str, float]:
+    out = {f"attention/{k}": float(v) for k, v in step_lib.attention_gates(
+        self.generator, self.discriminator).items()}
+    out["lr/generator"] = float(self.g_optimizer.learning_rate.numpy())
+    out["lr/discriminator"] = float(self.d_optimizer.learning_rate.numpy())
+    return out
+
+  def write_samples(self) -> Optional[str]:
+    images = self._sample_fn().numpy()
+    return self.writer.samples(int(self.step.numpy()), images, self.sample_grid)
+
+  def run(self, until: Optional[int] = None) -> TrainResult:
+    """Trains until global step ``until`` (default ``config.train_steps``).
+
+    Returns early, after saving a checkpoint, when ``request_stop`` is called or
+    SIGTERM/SIGINT arrives; raises ``summaries.NonFiniteLossError`` if a logged
+    loss is NaN or infinite.
+    """
+    cfg = self.config
+    target = cfg.train_steps if until is None else int(until)
+    step = int(self.step.numpy())
+    self._stop.clear()
+    saved_handlers = self._install_signal_handlers()
+    metrics, png = {}, None
+    t0, s0 = time.perf_counter(), step
+    try:
+      while step < target and not self._stop.is_set():
+        out = self.train_step(self.iterator)
+        step += 1
+        final = step >= target or self._stop.is_set()
+        if step % cfg.log_every == 0 or final:
+          metrics = {k: float(v) for k, v in out.items()}
+          summaries.check_finite(step, metrics)
+          now = time.perf_counter()
+          sps = (step - s0) / max(now - t0, 1e-9)
+          progress = summaries.Progress(
+              step, target, metrics, sps, sps * cfg.batch_size * cfg.d_steps)
+          self.writer.scalars(step, progress, self.extra_scalars())
+          if self.on_log is not None:
+            self.on_log(progress)
+          t0, s0 = now, step
+        if step % cfg.sample_every == 0 or final:
+          png = self.write_samples() or png
+        if step % cfg.checkpoint_every == 0 or final:
+          self.save()
+      if self._saved_step != step:  # stop requested after the step's bookkeeping
+        self.save()
+    finally:
+      for sig, old in saved_handlers.items():
+        signal.signal(sig, old)
+      self.writer.flush()
+    return TrainResult(step=step, stopped=self._stop.is_set() and step < target,
+                       checkpoint=self.last_checkpoint, metrics=metrics,
+                       sample_png=png)
+
+
+def train(config: Config, workdir: str, strategy=None, *, until=None,
+          deterministic=False, dataset_fn=default_dataset_fn,
+          on_log=None) -> TrainResult:
+  """Builds or resumes the run in ``workdir`` and trains it to ``until``
+  (default ``config.train_steps``); see ``Trainer``."""
+  trainer = Trainer(config, workdir, strategy, deterministic=deterministic,
+                    dataset_fn=dataset_fn, on_log=on_log)
+  try:
+    return trainer.run(until)
+  finally:
+    trainer.close()
+
+
+def variables_of(workdir: str) -> Dict[str, np.ndarray]:
+  """{checkpoint key: value} of the latest checkpoint in ``workdir``, to compare
+  runs; leaves out ``save_counter`` (how many saves the manager made)."""
+  path = ckpt_lib.latest_checkpoint(workdir)
+  reader = tf.train.load_checkpoint(path)
+  return {k: reader.get_tensor(k) for k, _ in tf.train.list_variables(path)
+          if k.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
+          and not k.startswith("save_counter/")}

@@ -1,0 +1,239 @@
+"""The SAGAN train step, replicated with ``strategy.run`` inside one ``tf.function``.
+
+One call of ``TrainStep`` is one global step of the official schedule: ``d_steps``
+discriminator steps, each on its own real batch, then one generator step::
+
+    D step k (k = 0 .. d_steps-1):
+      logits_real = D(x_k, y_k, training=True, update_u=True)
+      fake        = G(z_k, c_k, training=True)           # writes G's u and BN stats
+      logits_fake = D(fake, c_k, training=True, update_u=variant.d_update_u_on_fake)
+      apply d_loss gradients to D's trainable variables
+    G step:
+      fake        = G(z_g, c_g, training=True)
+      logits_fake = D(fake, c_g, training=True, update_u=variant.d_update_u_on_fake)
+      apply g_loss gradients to G's trainable variables
+      ema.update(G, step + 1)                           # if an EMA is kept
+
+z ~ N(0, 1) and fake labels c uniform over the classes. Losses are per example,
+averaged over the *global* batch (``tf.nn.compute_average_loss``); the optimizers
+sum the replicas' gradients, so the update is that of the global batch mean.
+
+Noise is reproducible: z and c are drawn with stateless ops seeded by
+``(config.seed, global step, substep, replica id)`` (substep ``d_steps`` is the G
+step), so a run resumed from a checkpoint at step k draws exactly the numbers an
+uninterrupted run draws at step k. (The noise therefore depends on the number of
+replicas: the same seed on 1 and 2 replicas gives different runs.)
+
+Deliberate deviations from the official code:
+
+* Order: D steps then the G step (the official ``tfgan.gan_train`` with sequential
+  hooks ran the G op, then the D op, in each iteration).
+* Noise is drawn with stateless ops (official: ``tf.random_normal`` and
+  ``tf.multinomial`` on zero logits, stateful).
+* ``apply_gradients`` of Keras 3 Adam after the batch-norm and ``u`` updates of the
+  forward pass (official: ``tf.control_dependencies(UPDATE_OPS)``): same values,
+  as the updates do not feed the gradients.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import tensorflow as tf
+
+from sagan_tf import strategy as strategy_lib
+from sagan_tf.config import Config
+from sagan_tf.losses import get_loss
+
+# Metric names returned by every step (global means over the batch, float32).
+METRICS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "real_logits",
+           "fake_logits")
+
+
+def noise_seed(seed, step, substep, replica_id):
+  """Stateless seed `[2]` int64 for (run seed, global step, substep, replica)."""
+  s = tf.constant([0, 0], tf.int64) + tf.cast(seed, tf.int64)
+  for data in (step, substep, replica_id):
+    s = tf.random.experimental.stateless_fold_in(s, tf.cast(data, tf.int64))
+  return s
+
+
+def sample_noise(config: Config, batch: int, step, substep, replica_id):
+  """Returns (z `[batch, z_dim]` float32 ~ N(0, 1), labels `[batch]` int32 uniform).
+
+  Deterministic in (config.seed, step, substep, replica_id).
+  """
+  seed = noise_seed(config.seed, step, substep, replica_id)
+  z_seed = tf.random.experimental.stateless_fold_in(seed, 0)
+  c_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+  z = tf.random.stateless_normal([batch, config.z_dim], seed=z_seed)
+  labels = tf.random.stateless_uniform([batch], seed=c_seed, minval=0,
+                                       maxval=config.num_classes, dtype=tf.int32)
+  return z, labels
+
+
+class TrainStep:
+  """The replicated train step over built models and optimizers.
+
+  Build the models, the optimizers (``opt.build(vars)``), the step variable and the
+  EMA inside ``strategy.scope()`` before constructing this.
+
+  Args:
+    config: the run's Config (loss, d_steps, batch_size, seed, jit_compile, ...).
+    strategy: the ``tf.distribute`` strategy the variables were created under.
+    generator, discriminator: built models.
+    g_optimizer, d_optimizer: built Keras optimizers.
+    step: int64 scalar variable, the global step; incremented once per call.
+    ema: optional ``sagan_tf.ema.EMA`` updated after each G step.
+
+  Call: ``step_fn(iterator)`` with an iterator over the distributed dataset
+  (per-replica ``(images [B/R, S, S, 3], labels [B/R])``); consumes ``d_steps``
+  batches and returns a dict of scalar float32 tensors named ``METRICS``
+  (``d_*`` averaged over the D substeps).
+  """
+
+  def __init__(self, config: Config, strategy, generator, discriminator,
+               g_optimizer, d_optimizer, step: tf.Variable, ema=None):
+    self.config = config
+    self.strategy = strategy
+    self.generator = generator
+    self.discriminator = discriminator
+    self.g_optimizer = g_optimizer
+    self.d_optimizer = d_optimizer
+    self.step = step
+    self.ema = ema
+    self.loss = get_loss(config.loss)
+    self.global_batch = config.batch_size
+    self.replica_batch = strategy_lib.replica_batch_size(strategy,
+                                                         config.batch_size)
+    self.update_u_on_fake = bool(discriminator.variant.d_update_u_on_fake)
+    jit = bool(config.jit_compile)
+    is_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
+    if jit and strategy.num_replicas_in_sync > 1 and not is_tpu:
+      # XLA cannot compile the cross-replica merge calls of MirroredStrategy
+      # (optimizer all-reduce, mirrored u/BN writes); TPUs compile anyway.
+      raise ValueError(
+          "jit_compile=True is supported with the default strategy (one device) "
+          "and on TPU (always compiled), not with a multi-replica "
+          f"{type(strategy).__name__}.")
+    # The iterator's GetNext has no XLA kernel: only the replica step is compiled.
+    self._replica_fn = (tf.function(self._replica_step, jit_compile=True)
+                        if jit and not is_tpu else self._replica_step)
+    self._fn = tf.function(self._step, autograph=False)
+
+  def _average(self, per_example):
+    return tf.nn.compute_average_loss(per_example,
+                                      global_batch_size=self.global_batch)
+
+  def _replica_id(self):
+    return tf.distribute.get_replica_context().replica_id_in_sync_group
+
+  def d_step(self, images, labels, step, substep):
+    """One D update on a real batch; returns the replica's metric contributions."""
+    g, d = self.generator, self.discriminator
+    z, fake_labels = sample_noise(self.config, self.replica_batch, step, substep,
+                                  self._replica_id())
+    fake = g(z, fake_labels, training=True)
+    with tf.GradientTape() as tape:
+      real_logits = d(images, labels, training=True, update_u=True)
+      fake_logits = d(fake, fake_labels, training=True,
+                      update_u=self.update_u_on_fake)
+      per_example, parts = self.loss.d(real_logits, fake_logits)
+      d_loss = self._average(per_example)
+    grads = tape.gradient(d_loss, d.trainable_variables)
+    self.d_optimizer.apply_gradients(zip(grads, d.trainable_variables))
+    return {"d_loss": d_loss,
+            "d_loss_real": self._average(parts["d_loss_real"]),
+            "d_loss_fake": self._average(parts["d_loss_fake"]),
+            "real_logits": self._average(real_logits),
+            "fake_logits": self._average(fake_logits)}
+
+  def g_step(self, step):
+    """One G update on fresh noise; returns the replica's g_loss contribution."""
+    g, d = self.generator, self.discriminator
+    z, fake_labels = sample_noise(self.config, self.replica_batch, step,
+                                  self.config.d_steps, self._replica_id())
+    with tf.GradientTape() as tape:
+      fake = g(z, fake_labels, training=True)
+      fake_logits = d(fake, fake_labels, training=True,
+                      update_u=self.update_u_on_fake)
+      g_loss = self._average(self.loss.g(fake_logits))
+    grads = tape.gradient(g_loss, g.trainable_variables)
+    self.g_optimizer.apply_gradients(zip(grads, g.trainable_variables))
+    if self.ema is not None:
+      self.ema.update(g, step + 1)
+    return g_loss
+
+  def _replica_step(self, batches, step):
+    totals = None
+    for k, (images, labels) in enumerate(batches):
+      m = self.d_step(images, labels, step, k)
+      totals = m if totals is None else {n: totals[n] + m[n] for n in m}
+    out = {n: v / len(batches) for n, v in totals.items()}
+    out["g_loss"] = self.g_step(step)
+    return out
+
+  def _step(self, iterator):
+    batches = tuple(next(iterator) for _ in range(self.config.d_steps))
+    step = self.step.read_value()
+    per_replica = self.strategy.run(self._replica_fn, args=(batches, step))
+    metrics = {n: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+               for n, v in per_replica.items()}
+    self.step.assign_add(1)
+    return metrics
+
+  def __call__(self, iterator) -> Dict[str, tf.Tensor]:
+    return self._fn(iterator)
+
+
+def make_optimizers(config: Config, generator, discriminator):
+  """Adam for G and D (official: TF1 ``AdamOptimizer``, epsilon 1e-8), built.
+
+  Call inside ``strategy.scope()``: building creates the slot variables there, as
+  MirroredStrategy needs before the first ``strategy.run``.
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+  opts = []
+  for lr, model, name in ((config.g_lr, generator, "g_adam"),
+                          (config.d_lr, discriminator, "d_adam")):
+    opt = keras.optimizers.Adam(learning_rate=lr, beta_1=config.beta1,
+                                beta_2=config.beta2, epsilon=1e-8, name=name)
+    opt.build(model.trainable_variables)
+    opts.append(opt)
+  return tuple(opts)
+
+
+def make_step_variable() -> tf.Variable:
+  """The int64 global step (call inside ``strategy.scope()``)."""
+  return tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
+                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+
+def sample_images(strategy, generator, z, labels, training=False):
+  """Images of ``generator`` for fixed (z, labels) without changing any state.
+
+  ``update_u=False``: the official generator writes ``u`` at inference too, but
+  sampling must not change the training trajectory. Runs in cross-replica context
+  (reading the mirrored variables) except on TPU, where it runs as a replica step
+  and the first replica's images are returned.
+  """
+  call = lambda: generator(z, labels, training=training, update_u=False)
+  if not isinstance(strategy, tf.distribute.TPUStrategy):
+    return call()
+  return strategy.experimental_local_results(strategy.run(call))[0]
+
+
+def attention_gates(generator, discriminator) -> Dict[str, tf.Tensor]:
+  """``{"<layer>/sigma_ratio": value}`` for every attention block of G and D."""
+  out = {}
+  for model in (generator, discriminator):
+    for _, layer in model.attention_layers:
+      out[f"{layer.name}/sigma_ratio"] = tf.convert_to_tensor(layer.sigma_ratio)
+  return out
+
+
+def optional_ema(config: Config, generator) -> Optional[object]:
+  """An ``EMA`` of the generator if ``config.ema_decay > 0`` (inside the scope)."""
+  if config.ema_decay <= 0:
+    return None
+  from sagan_tf import ema as ema_lib  # pylint: disable=g-import-not-at-top
+  return ema_lib.EMA(generator, decay=config.ema_decay, start_step=config.ema_start)
