@@ -104,44 +104,36 @@ def test_softmax_and_outputs_float32(bf16_policy):
   np.testing.assert_allclose(logits.numpy(), logits32.numpy(), rtol=0.1, atol=0.05)
 
 
-def test_few_training_steps_finite(bf16_policy):
-  g = Generator(**_G).build_variables()
-  d = Discriminator(**_D).build_variables()
-  g_opt = keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.999)
-  d_opt = keras.optimizers.Adam(4e-4, beta_1=0.0, beta_2=0.999)
-  g_opt.build(g.trainable_variables)
-  d_opt.build(d.trainable_variables)
-
-  # Eager: a tf.function trace of both steps costs ~30 s on this CPU, and the
-  # policy's dtypes are the same in graph mode.
-  def step(z, labels, real):
-    with tf.GradientTape() as tape:
-      fake = g(z, labels, training=True)
-      real_logits = d(real, labels, training=True, update_u=True)
-      fake_logits = d(fake, labels, training=True, update_u=False)
-      d_loss = (tf.reduce_mean(tf.nn.relu(1.0 - real_logits))
-                + tf.reduce_mean(tf.nn.relu(1.0 + fake_logits)))
-    d_grads = tape.gradient(d_loss, d.trainable_variables)
-    d_opt.apply_gradients(zip(d_grads, d.trainable_variables))
-    with tf.GradientTape() as tape:
-      fake = g(z, labels, training=True)
-      g_loss = -tf.reduce_mean(d(fake, labels, training=True, update_u=False))
-    g_grads = tape.gradient(g_loss, g.trainable_variables)
-    g_opt.apply_gradients(zip(g_grads, g.trainable_variables))
-    grad_norm = tf.linalg.global_norm(d_grads + g_grads)
-    return d_loss, g_loss, grad_norm
-
-  before = [w.numpy() for w in g.trainable_variables]
-  for i in range(3):
-    z, labels, real = _inputs(seed=i)
-    d_loss, g_loss, grad_norm = step(z, labels, real)
-    assert d_loss.dtype == tf.float32 and g_loss.dtype == tf.float32
-    assert np.isfinite([d_loss.numpy(), g_loss.numpy(), grad_norm.numpy()]).all()
-    assert grad_norm.numpy() > 0
-  assert {w.dtype for w in g.weights + d.weights} == {"float32"}
-  assert all(np.isfinite(w.numpy()).all() for w in g.weights + d.weights)
-  assert any(not np.array_equal(a, w.numpy())
-             for a, w in zip(before, g.trainable_variables))
+def test_trainer_steps_finite_with_ema(bf16_policy, tmp_path):
+  # The real trainer (sagan_tf.train) with config.mixed_precision and an EMA:
+  # it sets the policy itself while building, so start from float32.
+  keras.mixed_precision.set_global_policy("float32")
+  from sagan_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  from sagan_tf import train as train_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.from_preset("tiny").replace(
+      mixed_precision=True, ema_decay=0.5, log_every=1, sample_every=100,
+      checkpoint_every=100)
+  trainer = train_lib.Trainer(config, str(tmp_path / "run"))
+  try:
+    g, d, ema = trainer.generator, trainer.discriminator, trainer.ema.generator
+    before = [w.numpy() for w in g.trainable_variables]
+    ema_before = [w.numpy() for w in ema.trainable_variables]
+    result = trainer.run(3)
+  finally:
+    trainer.close()
+  assert keras.mixed_precision.global_policy().name == "float32"
+  assert result.step == 3 and set(result.metrics) >= {"d_loss", "g_loss"}
+  assert np.isfinite(list(result.metrics.values())).all()
+  for model in (g, ema):
+    assert model.g_block1.compute_dtype == "bfloat16"
+  assert d.d_block2.compute_dtype == "bfloat16"
+  assert d.d_sn_linear.compute_dtype == "float32"
+  weights = g.weights + d.weights + ema.weights
+  assert {w.dtype for w in weights} == {"float32"}
+  assert all(np.isfinite(w.numpy()).all() for w in weights)
+  for old, model in ((before, g), (ema_before, ema)):
+    assert any(not np.array_equal(a, w.numpy())
+               for a, w in zip(old, model.trainable_variables))
 
 
 def test_models_built_after_policy_reset_keep_their_policy(bf16_policy):
