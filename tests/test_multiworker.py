@@ -1,0 +1,163 @@
+"""``--strategy=multiworker`` end to end: two ``launch.train`` worker processes on
+localhost (MultiWorkerMirroredStrategy over TF_CONFIG, one CPU replica each) train
+the tiny preset for 3 steps into one shared workdir, and end with identical weights.
+
+Each worker runs ``tests/multiworker_worker.py`` (``launch.train`` plus records of
+its initial checkpoint and of its input pipeline), with no GPU and a time limit.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sagan_tf import config as config_lib
+from sagan_tf import train as train_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMEOUT_S = 240
+STEPS = 3
+TINY = config_lib.from_preset("tiny")
+
+
+def _free_ports(n):
+  socks = [socket.socket() for _ in range(n)]
+  try:
+    for s in socks:
+      s.bind(("localhost", 0))
+    return [s.getsockname()[1] for s in socks]
+  finally:
+    for s in socks:
+      s.close()
+
+
+def _launch_workers(workdir, record_dir):
+  """Starts the two workers, waits for both; returns [(returncode, output)]."""
+  ports = _free_ports(2)
+  cluster = {"worker": [f"localhost:{p}" for p in ports]}
+  procs = []
+  for index in range(2):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2",
+               SAGAN_MW_RECORD=record_dir, TF_CONFIG=json.dumps(
+                   {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+    env.pop("SAGAN_SHARED_DIR", None)
+    log = open(os.path.join(record_dir, f"log_{index}.txt"), "w+")
+    procs.append((subprocess.Popen(
+        [sys.executable, "-m", "tests.multiworker_worker", "--preset=tiny",
+         "--strategy=multiworker", f"--workdir={workdir}", f"--steps={STEPS}",
+         "--deterministic"], cwd=REPO, env=env, stdout=log,
+        stderr=subprocess.STDOUT), log))
+  deadline = time.monotonic() + TIMEOUT_S
+  failed_at = None
+  while any(p.poll() is None for p, _ in procs):
+    now = time.monotonic()
+    if failed_at is None and any(p.poll() not in (None, 0) for p, _ in procs):
+      failed_at = now  # the other worker would wait for its peer until the limit
+    if now > deadline or (failed_at is not None and now > failed_at + 20):
+      for p, _ in procs:
+        if p.poll() is None:
+          p.kill()
+          p.wait()
+      break
+    time.sleep(0.5)
+  results = []
+  for proc, log in procs:
+    log.seek(0)
+    results.append((proc.returncode, log.read()))
+    log.close()
+  return results
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("mw_workdir"))
+  record_dir = str(tmp_path_factory.mktemp("mw_record"))
+  results = _launch_workers(workdir, record_dir)
+  if any(rc != 0 for rc, _ in results) and any(
+      "ddress already in use" in out for _, out in results):
+    # Another process took a port between _free_ports and the gRPC server: retry.
+    workdir = str(tmp_path_factory.mktemp("mw_workdir"))
+    record_dir = str(tmp_path_factory.mktemp("mw_record"))
+    results = _launch_workers(workdir, record_dir)
+  return dict(workdir=workdir, record_dir=record_dir, results=results)
+
+
+def _outputs(run):
+  return "\n".join(f"--- worker {i} (exit {rc}) ---\n{out[-6000:]}"
+                   for i, (rc, out) in enumerate(run["results"]))
+
+
+def _checkpoint(path):
+  reader = tf.train.load_checkpoint(path)
+  return {k: reader.get_tensor(k) for k, _ in tf.train.list_variables(path)
+          if k.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
+          and not k.startswith("save_counter/")}
+
+
+def test_both_workers_finish_and_save(run):
+  assert [rc for rc, _ in run["results"]] == [0, 0], _outputs(run)
+  workdir = run["workdir"]
+  for i, (_, out) in enumerate(run["results"]):
+    assert "MultiWorkerMirroredStrategy" in out or "CollectiveAllReduce" in out, (
+        _outputs(run))
+    assert "with 2 replica(s)" in out, _outputs(run)
+    assert f"step {STEPS}/{STEPS}" in out and f"Done at step {STEPS}" in out, (
+        _outputs(run))
+  # Chief (worker 0) owns the run's files; worker 1 saves into a private copy.
+  assert os.path.exists(os.path.join(workdir, "checkpoints", f"ckpt-{STEPS}.index"))
+  assert os.path.exists(os.path.join(workdir, "tmp_worker_1", "checkpoints",
+                                     f"ckpt-{STEPS}.index"))
+  assert not os.path.exists(os.path.join(workdir, "tmp_worker_0"))
+  assert os.path.exists(os.path.join(workdir, "config.json"))
+  assert os.listdir(os.path.join(workdir, "samples")) == [f"step_{STEPS:07d}.png"]
+  events = [f for f in os.listdir(workdir) if f.startswith("events.out.tfevents")]
+  assert len(events) == 1, events  # only the chief writes TensorBoard logs
+
+
+def test_workers_start_alike_and_end_with_identical_weights(run):
+  assert [rc for rc, _ in run["results"]] == [0, 0], _outputs(run)
+  workdir, record_dir = run["workdir"], run["record_dir"]
+  chief = train_lib.variables_of(workdir)
+  worker = train_lib.variables_of(os.path.join(workdir, "tmp_worker_1"))
+  assert sorted(chief) == sorted(worker)
+  assert any(k.startswith(("generator/", "discriminator/")) for k in chief)
+  assert any(k.startswith(("g_optimizer/", "d_optimizer/")) for k in chief)
+  for key in chief:
+    np.testing.assert_array_equal(chief[key], worker[key], err_msg=key)
+  assert chief["step/.ATTRIBUTES/VARIABLE_VALUE"] == STEPS
+
+  init = [_checkpoint(os.path.join(record_dir, f"worker_{i}_init"))
+          for i in range(2)]
+  assert sorted(init[0]) == sorted(chief)
+  for key in init[0]:
+    np.testing.assert_array_equal(init[0][key], init[1][key], err_msg=key)
+  assert init[0]["step/.ATTRIBUTES/VARIABLE_VALUE"] == 0
+  # Training happened: every trainable variable of G and D (saved once, under the
+  # optimizers' paths) moved away from its initial value.
+  trainable = [k for k in chief if "_optimizer/_trainable_variables/" in k]
+  assert len(trainable) > 20
+  unchanged = [k for k in trainable if np.array_equal(chief[k], init[0][k])]
+  assert not unchanged, unchanged
+
+def test_global_batch_is_split_and_data_sharded_per_worker(run):
+  assert [rc for rc, _ in run["results"]] == [0, 0], _outputs(run)
+  records = []
+  for i in range(2):
+    with open(os.path.join(run["record_dir"], f"worker_{i}.json")) as f:
+      records.append(json.load(f))
+  # One pipeline per worker, feeding its one replica global_batch / 2 examples.
+  assert [len(r) for r in records] == [1, 1], records
+  first = [r[0] for r in records]
+  size = TINY.image_size
+  for i, p in enumerate(first):
+    assert p["batch_size"] == TINY.batch_size // 2, p
+    assert p["image_shape"] == [TINY.batch_size // 2, size, size, 3], p
+    assert p["num_input_pipelines"] == 2 and p["num_replicas_in_sync"] == 2, p
+    assert p["input_pipeline_id"] == i, p
+  # Different shards: the two workers' first batches hold different images.
+  assert first[0]["images_sha1"] != first[1]["images_sha1"], first
