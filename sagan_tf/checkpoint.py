@@ -29,11 +29,11 @@ def checkpoint_dir(workdir: str) -> str:
 
 def load_config(workdir: str) -> Config:
   path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  if not tf.io.gfile.exists(path):
     raise FileNotFoundError(
         f"No config.json in {workdir!r}: not a sagan_tf workdir. Train with "
         f"launch.train or convert an official checkpoint with launch.convert.")
-  with open(path) as f:
+  with tf.io.gfile.GFile(path) as f:
     return Config.from_json(f.read())
 
 

@@ -110,10 +110,12 @@ class Config:
     return cls(**raw).validate()
 
   def save(self, workdir: str) -> str:
-    """Writes ``config.json`` into workdir; returns its path."""
-    os.makedirs(workdir, exist_ok=True)
+    """Writes ``config.json`` into workdir (any ``tf.io.gfile`` path, e.g.
+    gs://); returns its path."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.io.gfile.makedirs(workdir)
     path = os.path.join(workdir, "config.json")
-    with open(path, "w") as f:
+    with tf.io.gfile.GFile(path, "w") as f:
       f.write(self.to_json() + "\n")
     return path
 
@@ -126,8 +128,8 @@ PRESETS: Dict[str, Config] = {
     # Offline default: scikit-learn's bundled 8x8 digits resized to 32x32.
     "digits32": Config(
         image_size=32, num_classes=10, gf_dim=16, df_dim=16, batch_size=32,
-        dataset="digits", train_steps=1500, g_lr=2e-4, d_lr=2e-4, beta1=0.0,
-        beta2=0.9, log_every=50, sample_every=250, checkpoint_every=250,
+        dataset="digits", train_steps=1000, g_lr=2e-4, d_lr=2e-4, beta1=0.0,
+        beta2=0.9, log_every=50, sample_every=200, checkpoint_every=200,
         shuffle_buffer=2048),
     "tiny": Config(
         image_size=32, num_classes=10, gf_dim=4, df_dim=4, z_dim=16, batch_size=4,

@@ -2,6 +2,7 @@
 square grids and PNG files."""
 from __future__ import annotations
 
+import io
 import math
 import os
 
@@ -37,11 +38,16 @@ def image_grid(images, rows=None, cols=None, pad=1) -> np.ndarray:
 
 
 def save_png(path: str, image) -> str:
-  """Writes one uint8 image [H, W, 3] (or [H, W, 1]) as PNG; returns path."""
+  """Writes one uint8 image [H, W, 3] (or [H, W, 1]) as PNG to path (any
+  ``tf.io.gfile`` path, e.g. gs://); returns path."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   image = np.asarray(image)
   if image.ndim == 3 and image.shape[-1] == 1:
     image = image[..., 0]
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  Image.fromarray(image).save(path)
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, format="PNG")
+  tf.io.gfile.makedirs(os.path.dirname(path) or ".")
+  with tf.io.gfile.GFile(path, "wb") as f:
+    f.write(buffer.getvalue())
   return path
