@@ -33,17 +33,21 @@ MODEL_FIELDS = ("image_size", "num_classes", "z_dim", "gf_dim", "df_dim",
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
+class ConfigMismatchError(ValueError):
+  """The workdir's config.json has a different model shape than requested."""
+
+
 class CheckpointMismatchError(ValueError):
   """The checkpoint's variables do not match the models being restored."""
 
 
 def check_config_compatible(saved: Config, requested: Config, workdir: str) -> None:
-  """Raises ValueError naming the model-shape fields that differ."""
+  """Raises ConfigMismatchError naming the model-shape fields that differ."""
   diffs = [f"{f}: workdir {getattr(saved, f)!r} vs requested "
            f"{getattr(requested, f)!r}"
            for f in MODEL_FIELDS if getattr(saved, f) != getattr(requested, f)]
   if diffs:
-    raise ValueError(
+    raise ConfigMismatchError(
         f"Cannot resume {workdir!r}: its config.json has a different model shape "
         f"({'; '.join(diffs)}). Use a new --workdir, or the workdir's own settings.")
 

@@ -125,6 +125,9 @@ def replica_batch_size(strategy: tf.distribute.Strategy, global_batch: int) -> i
 
 def describe(strategy: tf.distribute.Strategy) -> str:
   """One line naming the strategy and its replicas, for the console."""
-  devices = getattr(strategy.extended, "worker_devices", ())
+  try:
+    devices = strategy.extended.worker_devices
+  except (AttributeError, RuntimeError):  # the default strategy has none
+    devices = ()
   return (f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} "
           f"replica(s) {json.dumps([str(d) for d in devices])}")

@@ -52,7 +52,7 @@ class Progress:
 
   @property
   def eta_seconds(self) -> float:
-    if self.steps_per_sec <= 0:
+    if not self.steps_per_sec > 0:  # also NaN: speed not measured yet
       return float("inf")
     return max(self.target - self.step, 0) / self.steps_per_sec
 
@@ -64,7 +64,8 @@ class Progress:
              f"fake {m['d_loss_fake']:.4f})",
              f"g_loss {m['g_loss']:.4f}",
              f"logits real {m['real_logits']:+.3f} fake {m['fake_logits']:+.3f}",
-             f"{self.steps_per_sec:.2f} steps/s, {self.images_per_sec:.0f} img/s",
+             (f"{self.steps_per_sec:.2f} steps/s, {self.images_per_sec:.0f} img/s"
+              if math.isfinite(self.steps_per_sec) else "speed after step 1"),
              f"ETA {format_duration(self.eta_seconds)}"]
     return " | ".join(parts)
 
@@ -115,9 +116,10 @@ class SummaryWriter:
     values = {
         "losses/d_loss": m["d_loss"], "losses/d_loss_real": m["d_loss_real"],
         "losses/d_loss_fake": m["d_loss_fake"], "losses/g_loss": m["g_loss"],
-        "logits/real": m["real_logits"], "logits/fake": m["fake_logits"],
-        "speed/steps_per_sec": progress.steps_per_sec,
-        "speed/images_per_sec": progress.images_per_sec}
+        "logits/real": m["real_logits"], "logits/fake": m["fake_logits"]}
+    if math.isfinite(progress.steps_per_sec):  # unknown on a run's first step
+      values["speed/steps_per_sec"] = progress.steps_per_sec
+      values["speed/images_per_sec"] = progress.images_per_sec
     values.update(extra)
     with self._writer.as_default(step=step):
       for name, value in values.items():

@@ -120,10 +120,10 @@ class Trainer:
     with self.strategy.scope():
       with _Policy(config.mixed_precision):
         self.generator, self.discriminator = build_models(config)
+        self.ema = step_lib.optional_ema(config, self.generator)
       self.g_optimizer, self.d_optimizer = step_lib.make_optimizers(
           config, self.generator, self.discriminator)
       self.step = step_lib.make_step_variable()
-      self.ema = step_lib.optional_ema(config, self.generator)
     objects = dict(step=self.step, generator=self.generator,
                    discriminator=self.discriminator, g_optimizer=self.g_optimizer,
                    d_optimizer=self.d_optimizer)
@@ -165,7 +165,7 @@ class Trainer:
 
   def _check_workdir(self):
     path = os.path.join(self.workdir, "config.json")
-    if os.path.exists(path):
+    if tf.io.gfile.exists(path):
       saved = ckpt_lib.load_config(self.workdir)
       run_state.check_config_compatible(saved, self.config, self.workdir)
     elif ckpt_lib.latest_checkpoint(self.workdir):
@@ -174,7 +174,8 @@ class Trainer:
 
   def _restore(self) -> Optional[str]:
     self.absent_on_restore = ()
-    path = self.manager.latest_checkpoint
+    # Every worker restores the chief's latest checkpoint.
+    path = ckpt_lib.latest_checkpoint(self.workdir)
     if path is None:
       return None
     absent = run_state.check_checkpoint_matches(
@@ -243,17 +244,19 @@ class Trainer:
     self._stop.clear()
     saved_handlers = self._install_signal_handlers()
     metrics, png = {}, None
-    t0, s0 = time.perf_counter(), step
+    t0, s0, first = None, step, step + 1
     try:
       while step < target and not self._stop.is_set():
         out = self.train_step(self.iterator)
         step += 1
+        if step == first:  # speed leaves out the first step (tracing, compiling)
+          t0, s0 = time.perf_counter(), step
         final = step >= target or self._stop.is_set()
         if step % cfg.log_every == 0 or final:
           metrics = {k: float(v) for k, v in out.items()}
           summaries.check_finite(step, metrics)
           now = time.perf_counter()
-          sps = (step - s0) / max(now - t0, 1e-9)
+          sps = (step - s0) / (now - t0) if step > s0 else float("nan")
           progress = summaries.Progress(
               step, target, metrics, sps, sps * cfg.batch_size * cfg.d_steps)
           self.writer.scalars(step, progress, self.extra_scalars())

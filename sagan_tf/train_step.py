@@ -208,15 +208,28 @@ def make_step_variable() -> tf.Variable:
                      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
 
-def sample_images(strategy, generator, z, labels, training=False):
-  """Images of ``generator`` for fixed (z, labels) without changing any state.
+def sample_images(strategy, generator, z, labels):
+  """Sample-grid images of ``generator`` for fixed (z, labels); changes no state.
 
-  ``update_u=False``: the official generator writes ``u`` at inference too, but
-  sampling must not change the training trajectory. Runs in cross-replica context
-  (reading the mirrored variables) except on TPU, where it runs as a replica step
-  and the first replica's images are returned.
+  The generator runs as in training (batch statistics of these samples in its
+  batch norms, like the official code's training-time image summaries): with the
+  official moving-average decays (0.999, 0.9999) the moving statistics need tens
+  of thousands of steps to settle, so inference-mode samples of a short run look
+  washed out. The moving statistics the forward pass writes are put back, and
+  ``update_u=False`` keeps ``u`` (the official generator writes it at inference
+  too), so sampling never changes the training trajectory. Runs in cross-replica
+  context (mirrored variables are read and restored on every replica) except on
+  TPU, where it runs as a replica step and the first replica's images are returned.
   """
-  call = lambda: generator(z, labels, training=training, update_u=False)
+  def call():
+    moving = [w for w in generator.non_trainable_weights
+              if w.name in ("moving_mean", "moving_variance")]
+    saved = [tf.identity(w.value) for w in moving]
+    images = generator(z, labels, training=True, update_u=False)
+    with tf.control_dependencies([images]):
+      for w, value in zip(moving, saved):
+        w.assign(value)
+    return images
   if not isinstance(strategy, tf.distribute.TPUStrategy):
     return call()
   return strategy.experimental_local_results(strategy.run(call))[0]

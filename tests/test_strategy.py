@@ -13,6 +13,7 @@ def test_default_strategy():
   assert s.num_replicas_in_sync == 1
   assert strategy_lib.is_chief(s)
   assert strategy_lib.replica_batch_size(s, 6) == 6
+  assert strategy_lib.describe(s).startswith("_DefaultDistributionStrategy with 1")
 
 
 def test_mirrored_over_existing_logical_cpus():

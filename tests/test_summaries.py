@@ -29,6 +29,8 @@ def test_progress_line_and_eta():
   for part in ("step 250/1500", "d_loss 1.5000", "real 0.7500", "g_loss -0.2500",
                "2.00 steps/s", "64 img/s", "ETA 10m25s"):
     assert part in line, (part, line)
+  first = summaries.Progress(1, 10, METRICS, float("nan"), float("nan"))
+  assert "speed after step 1" in first.line() and "ETA ?" in first.line()
   assert summaries.format_duration(3725) == "1h02m05s"
   assert summaries.format_duration(math.inf) == "?"
 

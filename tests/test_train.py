@@ -4,6 +4,8 @@ identity, SIGTERM stop, the NaN guard, and the workdir/checkpoint checks."""
 import os
 import shutil
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -73,6 +75,18 @@ def test_default_strategy_trains_logs_and_saves(straight):
   assert result.checkpoint.endswith("ckpt-4")
   assert ckpt_lib.load_config(workdir) == TINY
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
+
+
+def test_sampling_changes_no_state(straight):
+  trainer = straight["trainer"]
+  before = _weights(trainer.generator)
+  images = trainer._sample_fn().numpy()  # pylint: disable=protected-access
+  assert images.shape == (80, 32, 32, 3) and np.abs(images).max() <= 1.0
+  after = _weights(trainer.generator)
+  assert len(before) > 50
+  for name, value in before.items():
+    np.testing.assert_array_equal(after[name], value, err_msg=name)
+  np.testing.assert_array_equal(trainer._sample_fn().numpy(), images)  # pylint: disable=protected-access
 
 
 def test_discriminator_u_written_on_real_pass_only(straight):
@@ -200,3 +214,12 @@ def test_starts_from_models_only_checkpoint(tmp_path):
   assert int(trainer.step.numpy()) == 7
   assert set(trainer.absent_on_restore) == {"g_optimizer", "d_optimizer"}
   np.testing.assert_array_equal(trainer.generator.g_snh0.bias.numpy(), 0.25)
+
+
+def test_launcher_rejects_malformed_override(tmp_path):
+  run = subprocess.run(
+      [sys.executable, "-m", "launch.train", "--preset=tiny",
+       f"--workdir={tmp_path}", "--set=gf_dim"], capture_output=True, text=True,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=120)
+  assert run.returncode != 0
+  assert "--set expects field=value, got 'gf_dim'" in run.stderr

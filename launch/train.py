@@ -1,0 +1,133 @@
+r"""Trains SAGAN (or resumes a run) in a workdir.
+
+  python -m launch.train --preset=digits32 --workdir=runs/digits32
+  python -m launch.train --preset=tiny --workdir=/tmp/w --steps=6 \
+      --strategy=mirrored --cpu_replicas=2 --deterministic
+  python -m launch.train --preset=imagenet128 --workdir=gs://b/run \
+      --strategy=tpu --tpu=my-tpu --set=batch_size=1024 --set=ema_decay=0.9999
+
+Config: ``--preset`` (or, without it, the workdir's own config.json), then the
+dedicated flags below, then ``--set field=value`` (repeatable; any Config field,
+e.g. ``--set=g_lr=2e-4 --set=g_attention=16,32``). Starting again on the same
+workdir resumes from its latest checkpoint; SIGTERM/SIGINT saves and exits.
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+import tensorflow as tf  # noqa: E402
+
+from sagan_tf import config as config_lib  # noqa: E402
+
+_PRESET = flags.DEFINE_enum("preset", None, sorted(config_lib.PRESETS),
+                            "Config preset; default: the workdir's config.json.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created/resumed).",
+                               required=True)
+_STEPS = flags.DEFINE_integer("steps", None, "Train until this global step "
+                              "(default: the config's train_steps).")
+_STRATEGY = flags.DEFINE_enum("strategy", "default",
+                              ["default", "mirrored", "multiworker", "tpu"],
+                              "tf.distribute strategy.")
+_TPU = flags.DEFINE_string("tpu", None, "TPU name or address (--strategy=tpu).")
+_CPU_REPLICAS = flags.DEFINE_integer(
+    "cpu_replicas", 0, "With --strategy=mirrored: mirror over this many logical "
+    "CPU devices (0: the GPUs, or the CPU).")
+_CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", None,
+                                         "Checkpoint every N steps.")
+_DETERMINISTIC = flags.DEFINE_bool(
+    "deterministic", False, "TF op determinism: resumed runs match uninterrupted "
+    "ones bit for bit (slower; not with --jit_compile).")
+_JIT = flags.DEFINE_bool("jit_compile", None, "XLA-compile the train step.")
+_DATASET = flags.DEFINE_string("dataset", None,
+                               "'digits', 'tfrecord' or a prepared TFDS name.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir.")
+_SET = flags.DEFINE_multi_string("set", [], "field=value override of any Config "
+                                 "field (repeatable).")
+
+
+def build_config(workdir, preset=None, steps=None, checkpoint_every=None,
+                 jit_compile=None, dataset=None, data_dir=None, sets=()):
+  """The run's Config from a preset or the workdir, then the overrides."""
+  if preset is not None:
+    config = config_lib.from_preset(preset)
+  elif tf.io.gfile.exists(os.path.join(workdir, "config.json")):
+    with tf.io.gfile.GFile(os.path.join(workdir, "config.json")) as f:
+      config = config_lib.Config.from_json(f.read())
+  else:
+    raise app.UsageError(f"--preset is required: {workdir!r} has no config.json "
+                         f"to resume from.")
+  overrides = {}
+  for item in sets:
+    if "=" not in item:
+      raise app.UsageError(f"--set expects field=value, got {item!r}.")
+    key, value = item.split("=", 1)
+    overrides[key.strip()] = value.strip()
+  for key, value in (("train_steps", steps), ("checkpoint_every", checkpoint_every),
+                     ("jit_compile", jit_compile), ("dataset", dataset),
+                     ("data_dir", data_dir)):
+    if value is not None:
+      overrides[key] = value
+  try:
+    return config_lib.override(config, overrides)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  # Before anything initialises TensorFlow's devices (cpu_replicas splits the CPU).
+  import logging as py_logging  # pylint: disable=g-import-not-at-top
+  from sagan_tf import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
+  # tf.distribute logs every all-reduce it builds at INFO.
+  py_logging.getLogger("tensorflow").setLevel(py_logging.WARNING)
+  strategy = strategy_lib.make_strategy(_STRATEGY.value, tpu=_TPU.value,
+                                        cpu_replicas=_CPU_REPLICAS.value)
+  workdir = _WORKDIR.value
+  config = build_config(workdir, _PRESET.value, _STEPS.value,
+                        _CHECKPOINT_EVERY.value, _JIT.value, _DATASET.value,
+                        _DATA_DIR.value, _SET.value)
+  from sagan_tf import data  # pylint: disable=g-import-not-at-top
+  from sagan_tf import run_state  # pylint: disable=g-import-not-at-top
+  from sagan_tf import summaries  # pylint: disable=g-import-not-at-top
+  from sagan_tf import train as train_lib  # pylint: disable=g-import-not-at-top
+  logging.info("Strategy: %s", strategy_lib.describe(strategy))
+  try:
+    trainer = train_lib.Trainer(config, workdir, strategy,
+                                deterministic=_DETERMINISTIC.value,
+                                on_log=lambda p: logging.info("%s", p.line()))
+  except (run_state.ConfigMismatchError, run_state.CheckpointMismatchError,
+          data.DataError) as e:
+    logging.error("%s", e)
+    sys.exit(1)
+  start = int(trainer.step.numpy())
+  if trainer.restored:
+    logging.info("Resumed from %s (step %d).", trainer.restored, start)
+  else:
+    logging.info("New run in %s.", workdir)
+  logging.info("Training to step %d: checkpoints in %s, TensorBoard logs in %s, "
+               "sample grids in %s.", config.train_steps,
+               os.path.join(workdir, "checkpoints"), workdir,
+               os.path.join(workdir, "samples"))
+  try:
+    result = trainer.run(config.train_steps)
+  except summaries.NonFiniteLossError as e:
+    logging.error("%s", e)
+    sys.exit(1)
+  finally:
+    trainer.close()
+  if result.stopped:
+    logging.info("Stopped at step %d by a signal; saved %s. Run the same command "
+                 "to resume.", result.step, result.checkpoint)
+  else:
+    logging.info("Done at step %d: checkpoint %s, samples %s.", result.step,
+                 result.checkpoint, result.sample_png)
+
+
+if __name__ == "__main__":
+  app.run(main)
