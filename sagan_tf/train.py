@@ -169,8 +169,9 @@ class Trainer:
       saved = ckpt_lib.load_config(self.workdir)
       run_state.check_config_compatible(saved, self.config, self.workdir)
     elif ckpt_lib.latest_checkpoint(self.workdir):
-      raise ValueError(f"{self.workdir!r} has checkpoints but no config.json; "
-                       f"cannot tell whether they fit this config.")
+      raise run_state.ConfigMismatchError(
+          f"{self.workdir!r} has checkpoints but no config.json; cannot tell "
+          f"whether they fit this config.")
 
   def _restore(self) -> Optional[str]:
     self.absent_on_restore = ()
