@@ -28,6 +28,12 @@ a function of the step (``sagan_tf.train_step``). With ``deterministic=True`` (o
 determinism) a run stopped at step k and resumed to n ends with the same weights,
 bit for bit, as an uninterrupted run to n.
 
+Multi-worker (``MultiWorkerMirroredStrategy``): WORKDIR must be one shared directory.
+Only the chief writes config.json, summaries and PNGs; every worker must take part
+in saving, so the others write their copies to ``WORKDIR/tmp_<task>_<id>/``. Every
+worker restores the chief's latest checkpoint, and all stop with an error if they
+restored different steps.
+
 Deliberate deviations from the official code: training state lives in one TF2
 checkpoint (official: TF1 ``MonitoredTrainingSession`` checkpoints every 10 min,
 and resuming restarted the input pipeline from a fresh shuffle).
@@ -139,6 +145,7 @@ class Trainer:
         self.checkpoint, ckpt_dir, max_to_keep=config.keep_checkpoints,
         step_counter=self.step)
     self.restored = self._restore()
+    self._check_workers_agree()
     self._saved_step = int(self.step.numpy()) if self.restored else None
     if self.chief:
       config.save(workdir)
@@ -192,6 +199,26 @@ class Trainer:
         e.assign(w)
     self.absent_on_restore = absent
     return path
+
+  def _check_workers_agree(self):
+    """Multi-worker: stops every worker if they restored different steps (e.g.
+    workdirs that are not one shared directory), instead of training on."""
+    if not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+      return
+    s = tf.constant(float(self.step.numpy()), tf.float64)
+
+    @tf.function
+    def sums():
+      ctx_sum = lambda: tf.distribute.get_replica_context().all_reduce(
+          tf.distribute.ReduceOp.SUM, tf.stack([s, s * s, tf.ones_like(s)]))
+      return self.strategy.experimental_local_results(
+          self.strategy.run(ctx_sum))[0]
+    total, squares, n = (float(v) for v in sums().numpy())
+    if squares * n != total * total:  # not all equal
+      raise run_state.ConfigMismatchError(
+          f"The workers restored different steps (this worker {int(s.numpy())}, "
+          f"mean {total / n:g}): every worker must use the same --workdir on a "
+          f"shared file system (or bucket).")
 
   # -- control ---------------------------------------------------------------
 
