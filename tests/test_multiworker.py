@@ -1,11 +1,14 @@
 """``--strategy=multiworker`` end to end: two ``launch.train`` worker processes on
 localhost (MultiWorkerMirroredStrategy over TF_CONFIG, one CPU replica each) train
-the tiny preset for 3 steps into one shared workdir, and end with identical weights.
+the tiny preset for 3 steps into one shared workdir, and end with identical weights;
+then resume (every worker from the chief's checkpoints) and refuse to start when
+the workers' restored steps differ.
 
 Each worker runs ``tests/multiworker_worker.py`` (``launch.train`` plus records of
 its initial checkpoint and of its input pipeline), with no GPU and a time limit.
 """
 import json
+import shutil
 import os
 import socket
 import subprocess
@@ -36,8 +39,12 @@ def _free_ports(n):
       s.close()
 
 
-def _launch_workers(workdir, record_dir):
-  """Starts the two workers, waits for both; returns [(returncode, output)]."""
+def _launch_workers(workdirs, record_dir, steps=STEPS):
+  """Starts worker i on workdirs[i] and waits for both; returns [(exit, output)].
+
+  A worker still running TIMEOUT_S after the start, or 20 s after its peer failed,
+  is killed (exit code -9) rather than left waiting for the peer.
+  """
   ports = _free_ports(2)
   cluster = {"worker": [f"localhost:{p}" for p in ports]}
   procs = []
@@ -45,19 +52,18 @@ def _launch_workers(workdir, record_dir):
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2",
                SAGAN_MW_RECORD=record_dir, TF_CONFIG=json.dumps(
                    {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-    env.pop("SAGAN_SHARED_DIR", None)
     log = open(os.path.join(record_dir, f"log_{index}.txt"), "w+")
     procs.append((subprocess.Popen(
         [sys.executable, "-m", "tests.multiworker_worker", "--preset=tiny",
-         "--strategy=multiworker", f"--workdir={workdir}", f"--steps={STEPS}",
-         "--deterministic"], cwd=REPO, env=env, stdout=log,
+         "--strategy=multiworker", f"--workdir={workdirs[index]}",
+         f"--steps={steps}", "--deterministic"], cwd=REPO, env=env, stdout=log,
         stderr=subprocess.STDOUT), log))
   deadline = time.monotonic() + TIMEOUT_S
   failed_at = None
   while any(p.poll() is None for p, _ in procs):
     now = time.monotonic()
     if failed_at is None and any(p.poll() not in (None, 0) for p, _ in procs):
-      failed_at = now  # the other worker would wait for its peer until the limit
+      failed_at = now
     if now > deadline or (failed_at is not None and now > failed_at + 20):
       for p, _ in procs:
         if p.poll() is None:
@@ -73,23 +79,33 @@ def _launch_workers(workdir, record_dir):
   return results
 
 
+def _launch(tmp_path_factory, name, make_workdirs, steps=STEPS):
+  """_launch_workers in fresh directories, once more if a port was taken between
+  _free_ports and the gRPC server start. Returns (workdirs, record_dir, results)."""
+  for _ in range(2):
+    workdirs = make_workdirs()
+    record_dir = str(tmp_path_factory.mktemp(name + "_record"))
+    results = _launch_workers(workdirs, record_dir, steps)
+    if all(rc == 0 for rc, _ in results) or not any(
+        "ddress already in use" in out for _, out in results):
+      break
+  return workdirs, record_dir, results
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("mw_workdir"))
-  record_dir = str(tmp_path_factory.mktemp("mw_record"))
-  results = _launch_workers(workdir, record_dir)
-  if any(rc != 0 for rc, _ in results) and any(
-      "ddress already in use" in out for _, out in results):
-    # Another process took a port between _free_ports and the gRPC server: retry.
+  def shared():
     workdir = str(tmp_path_factory.mktemp("mw_workdir"))
-    record_dir = str(tmp_path_factory.mktemp("mw_record"))
-    results = _launch_workers(workdir, record_dir)
-  return dict(workdir=workdir, record_dir=record_dir, results=results)
+    return [workdir, workdir]
+  workdirs, record_dir, results = _launch(tmp_path_factory, "mw", shared)
+  return dict(workdir=workdirs[0], record_dir=record_dir, results=results)
 
 
-def _outputs(run):
+def _outputs(run_or_results):
+  results = (run_or_results["results"] if isinstance(run_or_results, dict)
+             else run_or_results)
   return "\n".join(f"--- worker {i} (exit {rc}) ---\n{out[-6000:]}"
-                   for i, (rc, out) in enumerate(run["results"]))
+                   for i, (rc, out) in enumerate(results))
 
 
 def _checkpoint(path):
@@ -161,3 +177,41 @@ def test_global_batch_is_split_and_data_sharded_per_worker(run):
     assert p["input_pipeline_id"] == i, p
   # Different shards: the two workers' first batches hold different images.
   assert first[0]["images_sha1"] != first[1]["images_sha1"], first
+
+
+def _copy_workdir(run, tmp_path_factory, name):
+  copy = os.path.join(str(tmp_path_factory.mktemp(name)), "workdir")
+  shutil.copytree(run["workdir"], copy)
+  return copy
+
+
+def test_worker_resumes_from_the_chief_checkpoints(run, tmp_path_factory):
+  # Worker 1's private copy is gone (e.g. a new machine): it must resume from the
+  # chief's WORKDIR/checkpoints like worker 0, not start a new run.
+  assert [rc for rc, _ in run["results"]] == [0, 0], _outputs(run)
+
+  def without_private_copy():
+    workdir = _copy_workdir(run, tmp_path_factory, "mw_resume")
+    shutil.rmtree(os.path.join(workdir, "tmp_worker_1"))
+    return [workdir, workdir]
+  workdirs, _, results = _launch(tmp_path_factory, "mw_resume",
+                                 without_private_copy)
+  assert [rc for rc, _ in results] == [0, 0], _outputs(results)
+  ckpt = os.path.join(workdirs[0], "checkpoints", f"ckpt-{STEPS}")
+  for _, out in results:
+    assert f"Resumed from {ckpt} (step {STEPS})" in out, _outputs(results)
+    assert f"Done at step {STEPS}" in out, _outputs(results)
+
+
+def test_workers_at_different_steps_stop_with_an_error(run, tmp_path_factory):
+  # Unshared workdirs: worker 0 finds a checkpoint at step 3, worker 1 none. Both
+  # must stop at start-up with a clear error instead of training mixed states.
+  assert [rc for rc, _ in run["results"]] == [0, 0], _outputs(run)
+
+  def unshared():
+    return [_copy_workdir(run, tmp_path_factory, "mw_unshared"),
+            str(tmp_path_factory.mktemp("mw_unshared_empty"))]
+  _, _, results = _launch(tmp_path_factory, "mw_unshared", unshared)
+  for rc, out in results:
+    assert rc not in (0, -9), _outputs(results)  # failed, was not killed
+    assert "workers restored different steps" in out, _outputs(results)
