@@ -50,6 +50,8 @@ flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
 flags.DEFINE_integer("cpu_replicas", 0, "With --strategy=mirrored: logical CPUs.")
 flags.DEFINE_integer("log_every", 50, "Log progress every this many batches.")
 
+flags.DEFINE_bool("download", True, "Download and prepare the run's TFDS dataset "
+                  "if it is not prepared yet (needs internet).")
 
 def _protocol():
   from eval import evaluate  # pylint: disable=g-import-not-at-top
@@ -97,6 +99,12 @@ def main(argv):
 
 
 def _evaluate_workdir(evaluate, classifier, kwargs):
+  if FLAGS.download:  # real-image statistics need the run's dataset
+    # pylint: disable=g-import-not-at-top
+    from sagan_tf import checkpoint, data
+    config = checkpoint.load_config(FLAGS.workdir)
+    if data.is_tfds_dataset(config):
+      data.prepare_tfds_dataset(config)
   if FLAGS.watch:
     for result in evaluate.watch(FLAGS.workdir, classifier, _protocol(),
                                  timeout=FLAGS.timeout, **kwargs):

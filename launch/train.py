@@ -46,6 +46,9 @@ _JIT = flags.DEFINE_bool("jit_compile", None, "XLA-compile the train step.")
 _DATASET = flags.DEFINE_string("dataset", None,
                                "'digits', 'tfrecord' or a prepared TFDS name.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir.")
+_DOWNLOAD = flags.DEFINE_bool(
+    "download", True, "Download and prepare a TFDS dataset that is not yet "
+    "prepared in --data_dir (needs internet; --nodownload to only read).")
 _SET = flags.DEFINE_multi_string("set", [], "field=value override of any Config "
                                  "field (repeatable).")
 
@@ -94,6 +97,11 @@ def main(argv):
                         _DATA_DIR.value, _SET.value)
   from sagan_tf import data  # pylint: disable=g-import-not-at-top
   from sagan_tf import run_state  # pylint: disable=g-import-not-at-top
+  from sagan_tf import data  # pylint: disable=g-import-not-at-top
+  if _DOWNLOAD.value and data.is_tfds_dataset(config):
+    logging.info("Checking TFDS dataset %r in data_dir=%s (downloads if missing).",
+                 config.dataset, config.data_dir)
+    data.prepare_tfds_dataset(config)
   from sagan_tf import summaries  # pylint: disable=g-import-not-at-top
   from sagan_tf import train as train_lib  # pylint: disable=g-import-not-at-top
   logging.info("Strategy: %s", strategy_lib.describe(strategy))

@@ -28,10 +28,11 @@ import tensorflow as tf
 
 from sagan_tf import data_sources
 from sagan_tf.data_sources import (  # noqa: F401  (public re-exports)
-    DataError, load_digits_images, prepare_tfds_dataset, write_official_tfrecord)
+    DataError, is_tfds_dataset, load_digits_images, prepare_tfds_dataset,
+    write_official_tfrecord)
 
 __all__ = ["DataError", "make_dataset", "distributed_dataset", "load_digits_images",
-           "write_official_tfrecord", "prepare_tfds_dataset"]
+           "write_official_tfrecord", "prepare_tfds_dataset", "is_tfds_dataset"]
 
 
 def _source(config, split, shuffle, seed):

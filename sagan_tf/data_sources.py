@@ -226,9 +226,20 @@ def _tfds_builder(config):
   return builder
 
 
-def prepare_tfds_dataset(config) -> None:
-  """Downloads and prepares ``config.dataset`` into ``config.data_dir`` (online)."""
+def is_tfds_dataset(config) -> bool:
+  """Whether ``config.dataset`` names a TFDS dataset (not digits or tfrecord)."""
+  return config.dataset not in ("digits", "tfrecord")
+
+
+def prepare_tfds_dataset(config) -> bool:
+  """Downloads and prepares ``config.dataset`` into ``config.data_dir`` (online).
+
+  Returns False, touching nothing, when the dataset is already prepared there (so
+  launchers can call it on every start); True after a download and preparation.
+  """
   builder = _tfds_builder(config)
+  if builder.is_prepared():
+    return False
   try:
     builder.download_and_prepare()
   except Exception as e:  # pylint: disable=broad-except
@@ -236,6 +247,7 @@ def prepare_tfds_dataset(config) -> None:
         f"Could not download/prepare TFDS dataset {config.dataset!r} into "
         f"data_dir={config.data_dir!r}: {type(e).__name__}: {e}. "
         + _TFDS_FIX.format(name=config.dataset)) from e
+  return True
 
 
 def _square_and_resize(image: tf.Tensor, size: int) -> tf.Tensor:

@@ -222,6 +222,28 @@ def test_tfds_bad_inputs(tmp_path):
     data.make_dataset(tiny(num_classes=5), 2)  # digits need 10 classes
 
 
+def test_prepare_tfds_dataset_downloads_only_when_missing(monkeypatch):
+  """Launchers call prepare on every start: a prepared copy is left alone."""
+  calls = []
+
+  class FakeBuilder:
+    def __init__(self, prepared):
+      self.prepared = prepared
+
+    def is_prepared(self):
+      return self.prepared
+
+    def download_and_prepare(self):
+      calls.append("download")
+
+  cfg = tiny(dataset="cifar10")
+  assert data.is_tfds_dataset(cfg) and not data.is_tfds_dataset(tiny())
+  monkeypatch.setattr(data_sources, "_tfds_builder", lambda c: FakeBuilder(True))
+  assert data.prepare_tfds_dataset(cfg) is False and calls == []
+  monkeypatch.setattr(data_sources, "_tfds_builder", lambda c: FakeBuilder(False))
+  assert data.prepare_tfds_dataset(cfg) is True and calls == ["download"]
+
+
 # ------------------------------------------------------------------ distribution
 
 def test_distributed_dataset_mirrored():
