@@ -75,3 +75,52 @@ class SelfAttention(keras.layers.Layer):
     if return_attention:
       return out, attn
     return out
+
+
+class AttentionPlacement:
+  """Mixin for a model whose attention blocks follow some of its residual blocks.
+
+  The generator and the discriminator both place a ``SelfAttention`` after the
+  first block whose output has one of ``attention_resolutions``; the layer is named
+  ``<prefix>_non_local`` (the official scope) when there is one, else
+  ``<prefix>_non_local_<resolution>``.
+  """
+
+  def _init_attention(self, prefix, resolutions, u_space):
+    self.attention_resolutions = tuple(resolutions)
+    self._attention_after = {}  # block name -> (attention layer name, resolution)
+    self._attention_prefix = prefix
+    self._attention_u_space = u_space
+
+  def _maybe_add_attention(self, block_name, resolution):
+    placed = {r for _, r in self._attention_after.values()}
+    if resolution not in self.attention_resolutions or resolution in placed:
+      return
+    name = f"{self._attention_prefix}_non_local"
+    if len(self.attention_resolutions) > 1:
+      name += f"_{resolution}"
+    # The attention's 1x1 convs divide by sigma in both variants (TF-GAN too).
+    setattr(self, name, SelfAttention(u_space=self._attention_u_space,
+                                      clip_sigma=False, name=name))
+    self._attention_after[block_name] = (name, resolution)
+
+  def _check_attention(self, valid, image_size):
+    bad = sorted(set(self.attention_resolutions) - set(valid))
+    if bad:
+      raise ValueError(f"{type(self).__name__} attention resolutions {bad} are not "
+                       f"block outputs at image_size {image_size}; pick from "
+                       f"{sorted(valid)}.")
+
+  @property
+  def attention_layers(self):
+    """List of (resolution, SelfAttention) in forward order."""
+    return [(r, getattr(self, n)) for n, r in self._attention_after.values()]
+
+  def _attend(self, block_name, x, update_u, maps):
+    """Applies the attention that follows ``block_name`` (if any), recording its map."""
+    if block_name not in self._attention_after:
+      return x
+    name, resolution = self._attention_after[block_name]
+    x, maps[resolution] = getattr(self, name)(x, update_u=update_u,
+                                              return_attention=True)
+    return x

@@ -29,7 +29,7 @@ import keras
 import tensorflow as tf
 
 from sagan_tf import architecture as arch_lib
-from sagan_tf.attention import SelfAttention
+from sagan_tf.attention import AttentionPlacement
 from sagan_tf.spectral_norm import SNConv2D, SNDense, SNEmbedding
 
 
@@ -76,7 +76,7 @@ class DiscriminatorBlock(keras.layers.Layer):
     return s + h
 
 
-class Discriminator(keras.Model):
+class Discriminator(AttentionPlacement, keras.Model):
   """Class-conditional projection discriminator.
 
   Args:
@@ -100,12 +100,11 @@ class Discriminator(keras.Model):
     self.df_dim = int(df_dim)
     self.num_classes = int(num_classes)
     self.variant = arch_lib.variant(variant)
-    self.attention_resolutions = tuple(
-        arch.d_attention if attention is None else attention)
     v = self.variant
     sn = dict(u_space=v.u_space, clip_sigma=v.clip_sigma)
+    self._init_attention(
+        "d", arch.d_attention if attention is None else attention, v.u_space)
     self.block_names = []
-    self._attention_after = {}
     resolution, channels = self.image_size, 3
     valid = set()
     for i, (mult, down) in enumerate(arch.d_blocks, start=1):
@@ -118,27 +117,13 @@ class Discriminator(keras.Model):
       channels = filters
       resolution //= 2 if down else 1
       valid.add(resolution)
-      if (resolution in self.attention_resolutions
-          and resolution not in self._attention_after.values()):
-        attn_name = ("d_non_local" if len(self.attention_resolutions) == 1
-                     else f"d_non_local_{resolution}")
-        setattr(self, attn_name, SelfAttention(
-            u_space=v.u_space, clip_sigma=False, name=attn_name))
-        self._attention_after[name_i] = (attn_name, resolution)
-    bad = sorted(set(self.attention_resolutions) - valid)
-    if bad:
-      raise ValueError(f"Discriminator attention resolutions {bad} are not block "
-                       f"outputs at image_size {image_size}; pick from "
-                       f"{sorted(valid)}.")
+      self._maybe_add_attention(name_i, resolution)
+    self._check_attention(valid, image_size)
     self.feature_dim = channels
     # The head runs in float32 whatever the policy (logits feed the losses).
     self.d_sn_linear = SNDense(1, name="d_sn_linear", dtype="float32", **sn)
     self.d_embedding = SNEmbedding(num_classes, channels, name="d_embedding",
                                     dtype="float32", **sn)
-
-  @property
-  def attention_layers(self):
-    return [(r, getattr(self, n)) for n, r in self._attention_after.values()]
 
   def call(self, images, labels, training=False, update_u=None,
            return_attention=False):
@@ -148,10 +133,7 @@ class Discriminator(keras.Model):
     maps = {}
     for name_i in self.block_names:
       x = getattr(self, name_i)(x, update_u=update_u)
-      if name_i in self._attention_after:
-        attn_name, res = self._attention_after[name_i]
-        x, maps[res] = getattr(self, attn_name)(x, update_u=update_u,
-                                                return_attention=True)
+      x = self._attend(name_i, x, update_u, maps)
     h = tf.cast(tf.reduce_sum(tf.nn.relu(x), [1, 2]), tf.float32)
     out = self.d_sn_linear(h, update_u=update_u)[:, 0]
     emb = self.d_embedding(labels, update_u=update_u)

@@ -27,7 +27,7 @@ import keras
 import tensorflow as tf
 
 from sagan_tf import architecture as arch_lib
-from sagan_tf.attention import SelfAttention
+from sagan_tf.attention import AttentionPlacement
 from sagan_tf.normalization import BatchNorm, ConditionalBatchNorm
 from sagan_tf.spectral_norm import SNConv2D, SNDense
 
@@ -63,7 +63,7 @@ class GeneratorBlock(keras.layers.Layer):
     return self.snconv3(upsample2x(x), update_u=update_u) + h
 
 
-class Generator(keras.Model):
+class Generator(AttentionPlacement, keras.Model):
   """Class-conditional SAGAN generator.
 
   Args:
@@ -90,14 +90,13 @@ class Generator(keras.Model):
     self.num_classes = int(num_classes)
     self.z_dim = int(z_dim)
     self.variant = arch_lib.variant(variant)
-    self.attention_resolutions = tuple(
-        arch.g_attention if attention is None else attention)
     v = self.variant
     sn = dict(u_space=v.u_space, clip_sigma=v.clip_sigma)
     self._in_channels = arch.g_in * self.gf_dim
     self.g_snh0 = SNDense(4 * 4 * self._in_channels, name="g_snh0", **sn)
+    self._init_attention(
+        "g", arch.g_attention if attention is None else attention, v.u_space)
     self.block_names = []
-    self._attention_after = {}
     resolution = 4
     valid = set()
     for i, mult in enumerate(arch.g_blocks, start=1):
@@ -107,25 +106,11 @@ class Generator(keras.Model):
       self.block_names.append(name_i)
       resolution *= 2
       valid.add(resolution)
-      if resolution in self.attention_resolutions:
-        attn_name = ("g_non_local" if len(self.attention_resolutions) == 1
-                     else f"g_non_local_{resolution}")
-        setattr(self, attn_name, SelfAttention(
-            u_space=v.u_space, clip_sigma=False, name=attn_name))
-        self._attention_after[name_i] = (attn_name, resolution)
-    bad = sorted(set(self.attention_resolutions) - valid)
-    if bad:
-      raise ValueError(f"Generator attention resolutions {bad} are not block "
-                       f"outputs at image_size {image_size}; pick from "
-                       f"{sorted(valid)}.")
+      self._maybe_add_attention(name_i, resolution)
+    self._check_attention(valid, image_size)
     self.g_bn = BatchNorm(decay=v.bn_decay, epsilon=v.bn_epsilon,
                           bessel=v.bn_bessel, name="g_bn")
     self.g_snconv_last = SNConv2D(3, 3, name="g_snconv_last", **sn)
-
-  @property
-  def attention_layers(self):
-    """List of (resolution, SelfAttention) in forward order."""
-    return [(r, getattr(self, n)) for n, r in self._attention_after.values()]
 
   def call(self, z, labels, training=False, update_u=None,
            return_attention=False):
@@ -136,10 +121,7 @@ class Generator(keras.Model):
     maps = {}
     for name_i in self.block_names:
       x = getattr(self, name_i)(x, labels, training=training, update_u=update_u)
-      if name_i in self._attention_after:
-        attn_name, res = self._attention_after[name_i]
-        x, maps[res] = getattr(self, attn_name)(x, update_u=update_u,
-                                                return_attention=True)
+      x = self._attend(name_i, x, update_u, maps)
     x = tf.nn.relu(self.g_bn(x, training=training))
     x = self.g_snconv_last(x, update_u=update_u)
     out = tf.cast(tf.tanh(x), tf.float32)

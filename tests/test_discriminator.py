@@ -84,3 +84,19 @@ def test_variants_set_the_fake_pass_update():
                        variant="tfgan_estimator").variant.d_update_u_on_fake
   with pytest.raises(ValueError, match="not block outputs"):
     Discriminator(image_size=32, df_dim=2, num_classes=3, attention=(32,))
+
+
+def test_attention_follows_the_first_block_at_its_resolution():
+  # At 32 px, d_block2, d_block3 and d_block4 all output 8x8: one attention,
+  # after the first of them.
+  d = Discriminator(32, df_dim=2, num_classes=3, attention=(8, 16))
+  assert [(r, layer.name) for r, layer in d.attention_layers] == [
+      (16, "d_non_local_16"), (8, "d_non_local_8")]
+  after = d._attention_after  # pylint: disable=protected-access
+  assert {k: tuple(v) for k, v in after.items()} == {
+      "d_optimized_block1": ("d_non_local_16", 16),
+      "d_block2": ("d_non_local_8", 8)}
+  logits, maps = d(_images(32), tf.constant([0, 2]), return_attention=True)
+  assert logits.shape == (2,) and sorted(maps) == [8, 16]
+  with pytest.raises(ValueError, match=r"Discriminator attention resolutions \[2\]"):
+    Discriminator(32, df_dim=2, num_classes=3, attention=(2,))
