@@ -24,3 +24,15 @@ def fixtures_dir():
   if not os.path.isdir(FIXTURES):
     pytest.skip(f"shared fixtures not found at {FIXTURES} (set SAGAN_SHARED_DIR)")
   return FIXTURES
+
+
+@pytest.fixture(autouse=True)
+def _restore_op_determinism():
+  """Trainer(deterministic=True) turns TF op determinism on for the whole process
+  (right for a training job); turn it off after each test (module fixtures may
+  have turned it on before this one starts) so later tests (XLA, collectives) see
+  TensorFlow's default."""
+  yield
+  from tensorflow.python.framework import config as tf_config  # pylint: disable=g-import-not-at-top
+  if tf_config.is_op_determinism_enabled():
+    tf_config.disable_op_determinism()
