@@ -1,0 +1,150 @@
+"""Precision/recall, density/coverage and intra-FID from classifier features.
+
+* Precision and recall (Kynkaanniemi et al., "Improved Precision and Recall Metric
+  for Assessing Generative Models", NeurIPS 2019), k = 3: each real feature r gets
+  the ball of radius ``NND_k(r)``, the distance to its k-th nearest *other* real
+  feature; precision is the fraction of fake features inside at least one real
+  ball. Recall swaps the roles (fake balls, fraction of real features covered).
+* Density and coverage (Naeem et al., "Reliable Fidelity and Diversity Metrics for
+  Generative Models", ICML 2020), k = 5, real balls only: density =
+  ``sum_j #{i : f_j in B(r_i)} / (k M)`` (M fake features; can exceed 1), coverage =
+  the fraction of real balls that hold at least one fake feature.
+* Intra-FID (Miyato & Koyama 2018, reported by the SAGAN paper: 83.7 on ImageNet):
+  the FID between the real and the generated images of each class, averaged over
+  the classes, with TF-GAN's Frechet formula (``eval.metrics.frechet_distance``).
+
+Balls are closed (``distance <= radius``), as in both papers' definitions.
+Distances are Euclidean in float64, computed a block of rows at a time, so the
+memory beyond the two feature sets is ``block x max(N, M)``.
+
+Memory: the k-NN metrics need every feature of the sets they compare, so they are
+not streamed: ``eval.metrics.StatsAccumulator`` keeps a seeded uniform subset of at
+most ``kid_max_samples`` (10,000) features per set for KID, and the k-NN metrics run
+on that same subset. Intra-FID keeps a running mean and covariance per class
+(``ClassMoments``): flat in the number of images, but ``classes x D^2`` float64
+(1000 classes of 2048-d pool_3 features would take 33 GB), so at ImageNet scale
+it must be restricted to a subset of classes (``classes=``).
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterable, Optional
+
+import numpy as np
+
+from eval import metrics
+
+PR_K = 3  # Kynkaanniemi et al.
+DC_K = 5  # Naeem et al.
+_BLOCK = 1024
+
+
+def _sq_norms(x: np.ndarray) -> np.ndarray:
+  return np.einsum("ij,ij->i", x, x)
+
+
+def _distance_blocks(a: np.ndarray, b: np.ndarray, block: int = _BLOCK):
+  """Yields (start, distances [rows, len(b)]) for consecutive row blocks of ``a``."""
+  b_sq = _sq_norms(b)
+  for start in range(0, len(a), block):
+    rows = a[start:start + block]
+    sq = _sq_norms(rows)[:, None] + b_sq[None, :] - 2.0 * rows @ b.T
+    yield start, np.sqrt(np.maximum(sq, 0.0))
+
+
+def knn_radii(x: np.ndarray, k: int, block: int = _BLOCK) -> np.ndarray:
+  """Distance of each row of ``x`` `[N, D]` to its k-th nearest other row, `[N]`."""
+  x = np.asarray(x, np.float64)
+  if len(x) <= k:
+    raise ValueError(f"k-NN radii with k={k} need more than {k} features, got "
+                     f"{len(x)}.")
+  radii = np.empty(len(x))
+  for start, d in _distance_blocks(x, x, block):
+    # Each row's own zero distance is its smallest: the k-th other neighbour is
+    # the (k+1)-th smallest value.
+    radii[start:start + len(d)] = np.partition(d, k, axis=1)[:, k]
+  return radii
+
+
+def _coverage_counts(centres, radii, points, block: int = _BLOCK) -> np.ndarray:
+  """For each row of ``points``, the number of balls (centres, radii) holding it."""
+  counts = np.zeros(len(points), np.int64)
+  for start, d in _distance_blocks(centres, points, block):
+    counts += (d <= radii[start:start + len(d), None]).sum(axis=0)
+  return counts
+
+
+def precision_recall(real, fake, k: int = PR_K) -> Dict[str, float]:
+  """Improved precision and recall of ``fake`` `[M, D]` against ``real`` `[N, D]`."""
+  real = np.asarray(real, np.float64)
+  fake = np.asarray(fake, np.float64)
+  precision = (_coverage_counts(real, knn_radii(real, k), fake) > 0).mean()
+  recall = (_coverage_counts(fake, knn_radii(fake, k), real) > 0).mean()
+  return dict(precision=float(precision), recall=float(recall))
+
+
+def density_coverage(real, fake, k: int = DC_K) -> Dict[str, float]:
+  """Density and coverage of ``fake`` `[M, D]` against ``real`` `[N, D]`."""
+  real = np.asarray(real, np.float64)
+  fake = np.asarray(fake, np.float64)
+  radii = knn_radii(real, k)
+  density = _coverage_counts(real, radii, fake).sum() / (k * len(fake))
+  covered = np.zeros(len(real), bool)
+  for start, d in _distance_blocks(real, fake):
+    covered[start:start + len(d)] = (d <= radii[start:start + len(d), None]).any(1)
+  return dict(density=float(density), coverage=float(covered.mean()))
+
+
+def prdc(real, fake) -> Dict[str, float]:
+  """Precision, recall (k=3), density and coverage (k=5) in one dict."""
+  return {**precision_recall(real, fake), **density_coverage(real, fake)}
+
+
+class ClassMoments:
+  """Running per-class mean and covariance of features, for intra-FID.
+
+  Args:
+    classes: the classes to keep (others are ignored); None keeps every class seen.
+  """
+
+  def __init__(self, classes: Optional[Iterable[int]] = None):
+    self.classes = None if classes is None else {int(c) for c in classes}
+    self.moments: Dict[int, metrics._Moments] = {}  # pylint: disable=protected-access
+
+  def update(self, features, labels):
+    """Adds features `[N, D]` with their int labels `[N]`."""
+    features = np.asarray(features)
+    labels = np.asarray(labels).reshape(-1)
+    if len(features) != len(labels):
+      raise ValueError(f"{len(features)} features but {len(labels)} labels.")
+    for c in np.unique(labels):
+      c = int(c)
+      if self.classes is not None and c not in self.classes:
+        continue
+      self.moments.setdefault(c, metrics._Moments()).update(  # pylint: disable=protected-access
+          features[labels == c])
+
+  def stats(self) -> Dict[int, tuple]:
+    """``{class: (count, mean [D], unbiased covariance [D, D])}`` (classes with >= 2)."""
+    return {c: (m.n, m.mean, m.covariance()) for c, m in sorted(self.moments.items())
+            if m.n >= 2}
+
+
+def intra_fid(real: Dict[int, tuple], fake: Dict[int, tuple]) -> Dict[str, object]:
+  """Mean over classes of the per-class FID.
+
+  Args:
+    real, fake: ``ClassMoments.stats()`` of the real and the generated features.
+
+  Returns:
+    ``{"intra_fid": mean, "classes": number of classes averaged}``, over the classes
+    present (with at least 2 features) in both.
+
+  Raises:
+    ValueError: if no class is present in both.
+  """
+  common = sorted(set(real) & set(fake))
+  if not common:
+    raise ValueError("Intra-FID: no class has at least 2 features in both sets.")
+  per_class = [metrics.frechet_distance(real[c][1], real[c][2], fake[c][1],
+                                        fake[c][2]) for c in common]
+  return {"intra_fid": float(np.mean(per_class)), "classes": len(common)}
