@@ -4,9 +4,12 @@ r"""Converts a TF1 SAGAN checkpoint into a sagan_tf workdir.
         --layout=official --output=/runs/sagan_official
 
 ``--layout=official`` reads brain-research/self-attention-gan checkpoints,
-``--layout=tfgan_estimator`` TF-GAN's self_attention_estimator ones. Model sizes
-(classes, widths, z, image size) are inferred from the checkpoint unless given.
-The workdir (config.json + checkpoints/ckpt-0) is read back by
+``--layout=tfgan_estimator`` TF-GAN's self_attention_estimator ones, written by
+``GANEstimator``/``TPUGANEstimator`` (``Generator/generator/...``) or by its network
+functions called directly (``generator/...``): the scopes are found in the
+checkpoint. Model sizes (classes, widths, z, image size) are inferred from the
+checkpoint unless given. The workdir (config.json + checkpoints/ckpt-N, N the
+checkpoint's ``global_step``, 0 without one) is read back by
 ``sagan_tf.checkpoint.load_models``, so launch.sample / launch.eval / launch.train
 take it as --workdir. The logic lives in ``sagan_tf.convert``.
 """
@@ -34,14 +37,15 @@ def main(argv):
   from sagan_tf import convert  # after flag parsing: --help stays fast
 
   try:
-    config, path = convert.convert_to_workdir(
+    config, path, step = convert.convert_to_workdir(
         FLAGS.source, FLAGS.layout, FLAGS.output, overwrite=FLAGS.overwrite,
         num_classes=FLAGS.num_classes, gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim,
         z_dim=FLAGS.z_dim, image_size=FLAGS.image_size)
   except (FileNotFoundError, FileExistsError, ValueError) as e:
     raise app.UsageError(str(e)) from None
-  logging.info("Wrote %s (image_size=%d, num_classes=%d, gf=%d, df=%d, z=%d, "
-               "attention G %s D %s, variant %s).", path, config.image_size,
+  logging.info("Wrote %s (step %d, image_size=%d, num_classes=%d, gf=%d, df=%d, "
+               "z=%d, attention G %s D %s, variant %s).", path, step,
+               config.image_size,
                config.num_classes, config.gf_dim, config.df_dim, config.z_dim,
                config.g_attention, config.d_attention, config.variant)
 

@@ -6,27 +6,22 @@ written-out name map (one entry per Keras variable), a shape check per entry and
 single error that names every checkpoint variable left unused, every model variable
 not found and every shape that does not match.
 
-Layouts:
+Layouts (the name maps are in ``sagan_tf.tf1_names``):
 
 * ``"official"``: brain-research/self-attention-gan (``generator_test`` /
   ``discriminator_test`` and their ``_64`` forms, or the attention-free
-  ``generator`` / ``discriminator``), scope ``model/``. Variables
-  ``w``/``Matrix``/``biases``/``bias``/``u``, ``embedding_map``, CBN
-  ``gamma``/``beta``/``mean``/``var``, ``g_bn`` ``gamma``/``beta``/
-  ``moving_mean``/``moving_variance``. Every shape equals ours.
+  ``generator`` / ``discriminator``), scope ``model/``.
 * ``"tfgan_estimator"``: TF-GAN ``examples/self_attention_estimator``, scopes
-  ``generator/`` and ``discriminator/``, ``tf.layers`` names (``snconv1/snconv1/
-  kernel``, ``g_snh0/dense/kernel``), attention under ``g_ops``/``d_ops``, and
-  ``u`` stored as ``<kernel scope>/<kernel name>/spectral_normalize/spectral_norm/
-  spectral_norm_u``. Two layouts differ from ours and are reshaped: CBN
-  gamma/beta ``[classes, 1, 1, C]`` -> ``[classes, C]`` with moving statistics
-  ``[C]`` -> ``[1, 1, 1, C]``; ``g_bn`` gamma/beta ``[1, 1, 1, C]`` -> ``[C]``.
+  ``generator/`` and ``discriminator/`` when its network functions were called
+  directly, ``Generator/generator/`` and ``Discriminator/discriminator/`` in a
+  checkpoint ``GANEstimator``/``TPUGANEstimator`` wrote. ``detect_scopes`` finds
+  the scopes in the checkpoint (any outer scope around the bare ones).
 
-Checkpoint variables that are not model state are skipped by rule
-(``is_training_state``): optimiser slots (last name component ``Adam``,
-``Adam_<n>``, ``Momentum``, ``RMSProp``...), ``beta1_power``/``beta2_power``
-(with ``_<n>`` suffixes), ``global_step``, and the official ``d_step``/``g_step``
-counters. Anything else must map onto a model variable or the load fails.
+Checkpoint variables that are not model state (optimiser slots, ``beta*_power``,
+``global_step``, step counters; ``tf1_names.is_training_state``) are skipped.
+Anything else must map onto a model variable or the load fails. The checkpoint's
+``global_step`` (both codes keep one) becomes the step of the converted workdir
+(``checkpoint_step``).
 
 Where the attention sits is read from the checkpoint: the channel count of the
 attention's theta kernel names the block it follows (the official ``*_test_64``
@@ -53,7 +48,6 @@ Deliberate deviations from the checkpoints' own code (all at float32 rounding):
 """
 from __future__ import annotations
 
-import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -62,198 +56,85 @@ import tensorflow as tf
 from sagan_tf import architecture as arch_lib
 from sagan_tf.discriminator import Discriminator
 from sagan_tf.generator import Generator
+from sagan_tf.tf1_names import BASE_SCOPES
+from sagan_tf.tf1_names import check_layout as _check_layout
+from sagan_tf.tf1_names import discriminator_name_map
+from sagan_tf.tf1_names import generator_name_map
+from sagan_tf.tf1_names import is_training_state
+from sagan_tf.tf1_names import LAYOUTS
+from sagan_tf.tf1_names import probe_names
+from sagan_tf.tf1_names import PROBES
+from sagan_tf.tf1_names import Scopes
 
-LAYOUTS = ("official", "tfgan_estimator")
-
-_SLOT_RE = re.compile(
-    r"^(Adam|Adam_\d+|Momentum|Momentum_\d+|RMSProp|RMSProp_\d+|Adagrad|"
-    r"ExponentialMovingAverage)$")
-_COUNTER_RE = re.compile(r"^(global_step|d_step|g_step|beta[12]_power(_\d+)?)$")
-
-_TFGAN_U = "spectral_normalize/spectral_norm/spectral_norm_u"
+__all__ = ["CheckpointMismatchError", "LAYOUTS", "Scopes", "checkpoint_step",
+           "convert_to_workdir", "detect_scopes", "discriminator_name_map",
+           "generator_name_map", "infer_config", "is_training_state",
+           "load_tf1_checkpoint", "open_checkpoint"]
 
 
 class CheckpointMismatchError(ValueError):
   """The checkpoint and the model do not match; the message lists every problem."""
 
 
-def is_training_state(name: str) -> bool:
-  """True for checkpoint variables that are optimiser/step state, not the model."""
-  return bool(_SLOT_RE.match(name.rsplit("/", 1)[-1]) or _COUNTER_RE.match(name))
-
-
-# --- Name maps --------------------------------------------------------------------
-# An entry is (checkpoint name, Keras variable, checkpoint shape expected). The
-# value read is reshaped to the Keras variable's shape after the shape check.
-
-
-def _shape(v):
-  return tuple(int(d) for d in v.shape)
-
-
-def _entry(name, var, ckpt_shape=None):
-  return (name, var, tuple(ckpt_shape) if ckpt_shape is not None else _shape(var))
-
-
-def _sn_official(scope, layer, kernel_name="w", bias_name="biases"):
-  out = [_entry(f"{scope}/{kernel_name}", layer.kernel),
-         _entry(f"{scope}/u", layer.u)]
-  if layer.use_bias:
-    out.append(_entry(f"{scope}/{bias_name}", layer.bias))
-  return out
-
-
-def _tfgan_u(kernel_name):
-  return f"{kernel_name.rsplit('/', 1)[0]}/{kernel_name}/{_TFGAN_U}"
-
-
-def _sn_tfgan(kernel_name, layer):
-  out = [_entry(kernel_name, layer.kernel),
-         _entry(_tfgan_u(kernel_name), layer.u)]
-  if layer.use_bias:
-    out.append(_entry(kernel_name.rsplit("/", 1)[0] + "/bias", layer.bias))
-  return out
-
-
-def _conv(layout, scope, layer):
-  if layout == "official":
-    return _sn_official(scope, layer)
-  leaf = scope.rsplit("/", 1)[-1]
-  return _sn_tfgan(f"{scope}/{leaf}/kernel", layer)
-
-
-def _dense(layout, scope, layer):
-  if layout == "official":
-    return _sn_official(scope, layer, "Matrix", "bias")
-  return _sn_tfgan(f"{scope}/dense/kernel", layer)
-
-
-def _embedding(layout, scope, layer):
-  u_name = f"{scope}/u" if layout == "official" else f"{scope}/{_TFGAN_U}"
-  return [_entry(f"{scope}/embedding_map", layer.embeddings),
-          _entry(u_name, layer.u)]
-
-
-def _attention(layout, scope, layer):
-  out = []
-  for sub in (layer.theta, layer.phi, layer.g, layer.attn_conv):
-    if layout == "official":
-      out += _sn_official(f"{scope}/{sub.name}", sub)
-    else:
-      out += _sn_tfgan(f"{scope}/{sub.name}/weights", sub)
-  out.append(_entry(f"{scope}/sigma_ratio", layer.sigma_ratio))
-  return out
-
-
-def _cbn(layout, scope, layer):
-  if layout == "official":
-    return [_entry(f"{scope}/gamma", layer.gamma),
-            _entry(f"{scope}/beta", layer.beta),
-            _entry(f"{scope}/mean", layer.moving_mean),
-            _entry(f"{scope}/var", layer.moving_variance)]
-  nc, c = _shape(layer.gamma)
-  return [_entry(f"{scope}/gamma", layer.gamma, (nc, 1, 1, c)),
-          _entry(f"{scope}/beta", layer.beta, (nc, 1, 1, c)),
-          _entry(f"{scope}/moving_mean", layer.moving_mean, (c,)),
-          _entry(f"{scope}/moving_variance", layer.moving_variance, (c,))]
-
-
-def _bn(layout, scope, layer):
-  c = _shape(layer.gamma)[0]
-  affine = (c,) if layout == "official" else (1, 1, 1, c)
-  return [_entry(f"{scope}/gamma", layer.gamma, affine),
-          _entry(f"{scope}/beta", layer.beta, affine),
-          _entry(f"{scope}/moving_mean", layer.moving_mean),
-          _entry(f"{scope}/moving_variance", layer.moving_variance)]
-
-
-def _attention_scope(layout, model_scope, keras_name, prefix):
-  """Official ``g_non_local``/``d_non_local``; TF-GAN ``g_ops``/``d_ops``."""
-  if layout == "official":
-    return f"{model_scope}/{keras_name}"
-  return f"{model_scope}/{prefix}_ops"
-
-
-def generator_name_map(generator: Generator, layout: str):
-  """[(checkpoint name, Keras variable, checkpoint shape)] for a built generator."""
-  _check_layout(layout)
-  s = "model" if layout == "official" else "generator"
-  if len(generator.attention_layers) > 1:
-    raise ValueError("TF1 checkpoints hold at most one generator attention block.")
-  out = _dense(layout, f"{s}/g_snh0", generator.g_snh0)
-  for name in generator.block_names:
-    block = getattr(generator, name)
-    out += _cbn(layout, f"{s}/{name}/cbn_0", block.cbn_0)
-    out += _conv(layout, f"{s}/{name}/snconv1", block.snconv1)
-    out += _cbn(layout, f"{s}/{name}/cbn_1", block.cbn_1)
-    out += _conv(layout, f"{s}/{name}/snconv2", block.snconv2)
-    out += _conv(layout, f"{s}/{name}/snconv3", block.snconv3)
-  for _, layer in generator.attention_layers:
-    out += _attention(layout, _attention_scope(layout, s, layer.name, "g"), layer)
-  out += _bn(layout, f"{s}/g_bn", generator.g_bn)
-  out += _conv(layout, f"{s}/g_snconv_last", generator.g_snconv_last)
-  return out
-
-
-def discriminator_name_map(discriminator: Discriminator, layout: str):
-  """[(checkpoint name, Keras variable, checkpoint shape)] for a built D."""
-  _check_layout(layout)
-  s = "model" if layout == "official" else "discriminator"
-  if len(discriminator.attention_layers) > 1:
-    raise ValueError("TF1 checkpoints hold at most one discriminator attention "
-                     "block.")
-  out = []
-  for name in discriminator.block_names:
-    block = getattr(discriminator, name)
-    out += _conv(layout, f"{s}/{name}/sn_conv1", block.sn_conv1)
-    out += _conv(layout, f"{s}/{name}/sn_conv2", block.sn_conv2)
-    if block.learnable_shortcut:
-      out += _conv(layout, f"{s}/{name}/sn_conv3", block.sn_conv3)
-  for _, layer in discriminator.attention_layers:
-    out += _attention(layout, _attention_scope(layout, s, layer.name, "d"), layer)
-  out += _dense(layout, f"{s}/d_sn_linear", discriminator.d_sn_linear)
-  out += _embedding(layout, f"{s}/d_embedding", discriminator.d_embedding)
-  return out
-
-
-def _check_layout(layout):
-  if layout not in LAYOUTS:
-    raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}.")
-
-
 # --- Inferring the configuration ---------------------------------------------------
 
 
-def _names(layout):
-  """Checkpoint names of the tensors the inference reads."""
-  if layout == "official":
-    return dict(
-        g_in="model/g_snh0/Matrix", g_block="model/g_block{i}/snconv1/w",
-        g_attn="model/g_non_local/sn_conv_theta/w",
-        d_first="model/d_optimized_block1/sn_conv1/w",
-        d_attn="model/d_non_local/sn_conv_theta/w",
-        emb="model/d_embedding/embedding_map",
-        cbn="model/g_block1/cbn_0/gamma")
-  return dict(
-      g_in="generator/g_snh0/dense/kernel",
-      g_block="generator/g_block{i}/snconv1/snconv1/kernel",
-      g_attn="generator/g_ops/sn_conv_theta/weights",
-      d_first="discriminator/d_optimized_block1/sn_conv1/sn_conv1/kernel",
-      d_attn="discriminator/d_ops/sn_conv_theta/weights",
-      emb="discriminator/d_embedding/embedding_map",
-      cbn="generator/g_block1/cbn_0/gamma")
+# --- Finding the scopes -------------------------------------------------------------
 
 
-def _check_layout_matches(shapes, layout):
+def _find_scope(shapes, base, probe, who):
+  """The scope holding ``<base>/<probe>``, with any outer scope; ``base`` if none."""
+  suffix = f"{base}/{probe}"
+  found = sorted(name[:-len(probe) - 1] for name in shapes
+                 if name == suffix or name.endswith("/" + suffix))
+  if len(found) > 1:
+    raise CheckpointMismatchError(
+        f"The checkpoint holds {len(found)} {who}s ({', '.join(found)}); "
+        f"convert one of them: copy its variables into a checkpoint of their own.")
+  return found[0] if found else base
+
+
+def detect_scopes(shapes: Dict[str, Sequence[int]], layout: str) -> Scopes:
+  """The generator's and discriminator's scopes in a checkpoint ``{name: shape}``.
+
+  The bare scopes of ``layout`` (``tf1_names.BASE_SCOPES``) under any outer scope:
+  e.g. ``Generator/generator`` and ``Discriminator/discriminator`` for a TF-GAN
+  ``GANEstimator`` checkpoint, ``generator``/``discriminator`` for TF-GAN's
+  network functions called directly. A side not found keeps its bare scope (the
+  load then names what is missing).
+  """
+  _check_layout(layout)
+  base, probe = BASE_SCOPES[layout], PROBES[layout]
+  return Scopes(_find_scope(shapes, base.generator, probe.generator, "generator"),
+                _find_scope(shapes, base.discriminator, probe.discriminator,
+                            "discriminator"))
+
+
+def _check_layout_matches(shapes, layout, scopes):
   """A clear error when the checkpoint was written by the other code."""
-  if _names(layout)["g_in"] in shapes:
+  if probe_names(layout, scopes)["g_in"] in shapes:
     return
   for other in LAYOUTS:
-    if other != layout and _names(other)["g_in"] in shapes:
+    if other == layout:
+      continue
+    name = probe_names(other, detect_scopes(shapes, other))["g_in"]
+    if name in shapes:
       raise CheckpointMismatchError(
-          f"This looks like a {other!r} checkpoint (it has "
-          f"{_names(other)['g_in']!r}), not {layout!r}: pass layout={other!r}.")
+          f"This looks like a {other!r} checkpoint (it has {name!r}), not "
+          f"{layout!r}: pass layout={other!r}.")
 
+
+def checkpoint_step(reader) -> int:
+  """The training step a TF1 checkpoint was saved at: its ``global_step``, else 0."""
+  if "global_step" not in reader.get_variable_to_shape_map():
+    return 0
+  value = np.asarray(reader.get_tensor("global_step"))
+  ok = value.size == 1 and np.issubdtype(value.dtype, np.integer)
+  if not ok or int(value.reshape(())) < 0:
+    raise CheckpointMismatchError(
+        f"The checkpoint's global_step is {value!r}, not a step count (a "
+        f"non-negative integer scalar).")
+  return int(value.reshape(()))
 
 def _need(shapes, name, what):
   if name not in shapes:
@@ -279,10 +160,14 @@ def _attention_resolution(shapes, name, channels_by_resolution, who):
 
 def infer_config(shapes: Dict[str, Sequence[int]], layout: str,
                  num_classes=None, gf_dim=None, df_dim=None, z_dim=None,
-                 image_size=None, g_attention=None, d_attention=None) -> dict:
-  """Fills the None arguments from checkpoint shapes ``{name: shape}``."""
+                 image_size=None, g_attention=None, d_attention=None,
+                 scopes: Optional[Scopes] = None) -> dict:
+  """Fills the None arguments from checkpoint shapes ``{name: shape}``.
+
+  ``scopes`` None: ``detect_scopes(shapes, layout)``.
+  """
   _check_layout(layout)
-  n = _names(layout)
+  n = probe_names(layout, scopes or detect_scopes(shapes, layout))
   if image_size is None:
     blocks = 0
     while n["g_block"].format(i=blocks + 1) in shapes:
@@ -362,7 +247,7 @@ def assign_from_checkpoint(reader, entries: List[Tuple[str, tf.Variable, tuple]]
     raise CheckpointMismatchError("\n".join(lines))
   for name, var, _ in entries:
     value = reader.get_tensor(name)
-    var.assign(np.reshape(value, _shape(var)).astype(var.dtype))
+    var.assign(np.reshape(value, tuple(var.shape)).astype(var.dtype))
 
 
 def load_tf1_checkpoint(path: str, layout: str = "official",
@@ -396,13 +281,16 @@ def load_tf1_checkpoint(path: str, layout: str = "official",
   _check_layout(layout)
   reader = open_checkpoint(path)
   shapes = {k: tuple(v) for k, v in reader.get_variable_to_shape_map().items()}
-  _check_layout_matches(shapes, layout)
+  scopes = detect_scopes(shapes, layout)
+  _check_layout_matches(shapes, layout, scopes)
   cfg = infer_config(shapes, layout, num_classes=num_classes, gf_dim=gf_dim,
                      df_dim=df_dim, z_dim=z_dim, image_size=image_size,
-                     g_attention=g_attention, d_attention=d_attention)
+                     g_attention=g_attention, d_attention=d_attention,
+                     scopes=scopes)
   generator, discriminator = build_models_for(cfg, layout)
-  entries = (generator_name_map(generator, layout)
-             + discriminator_name_map(discriminator, layout))
+  entries = (generator_name_map(generator, layout, scopes.generator)
+             + discriminator_name_map(discriminator, layout,
+                                      scopes.discriminator))
   assign_from_checkpoint(reader, entries, models=(generator, discriminator))
   return generator, discriminator
 
@@ -438,7 +326,11 @@ def open_checkpoint(path: str):
 
 def convert_to_workdir(source: str, layout: str, output: str, overwrite=False,
                        **dims):
-  """Loads a TF1 checkpoint and writes it as a sagan_tf workdir (step 0).
+  """Loads a TF1 checkpoint and writes it as a sagan_tf workdir.
+
+  The workdir's checkpoint is ``ckpt-<N>`` at step N, the TF1 checkpoint's
+  ``global_step`` (0 when it has none), so evaluations and samples of the
+  converted run name the step the original training reached.
 
   Args:
     source: TF1 checkpoint prefix or directory.
@@ -449,7 +341,7 @@ def convert_to_workdir(source: str, layout: str, output: str, overwrite=False,
       d_attention (None or absent: inferred), as for ``load_tf1_checkpoint``.
 
   Returns:
-    (config, checkpoint path written).
+    (config, checkpoint path written, step).
   """
   # Imported here: sagan_tf.checkpoint imports the model builders, not this module.
   from sagan_tf import checkpoint as ckpt_lib
@@ -461,6 +353,7 @@ def convert_to_workdir(source: str, layout: str, output: str, overwrite=False,
     raise FileExistsError(
         f"{output!r} already holds a sagan_tf workdir; choose another output "
         f"(or pass overwrite=True).")
+  step = checkpoint_step(open_checkpoint(source))
   generator, discriminator = load_tf1_checkpoint(source, layout, **dims)
   config = Config(image_size=generator.image_size,
                   num_classes=generator.num_classes, z_dim=generator.z_dim,
@@ -468,5 +361,5 @@ def convert_to_workdir(source: str, layout: str, output: str, overwrite=False,
                   g_attention=tuple(generator.attention_resolutions),
                   d_attention=tuple(discriminator.attention_resolutions),
                   variant=layout).validate()
-  path = ckpt_lib.save_models(output, config, generator, discriminator, step=0)
-  return config, path
+  path = ckpt_lib.save_models(output, config, generator, discriminator, step=step)
+  return config, path, step
