@@ -177,7 +177,7 @@ def test_tfgan_estimator_checkpoint_reproduced(estimator):
   """GANEstimator scopes, Adam slots and global_step, written by TF-GAN's code."""
   m = estimator
   assert m.scopes == ("Generator/generator", "Discriminator/discriminator")
-  assert tfgan_names_are_scoped(m)
+  assert _names_are_estimator_scoped(m)
   shapes = m.reader.get_variable_to_shape_map()
   slots = [n for n in shapes if n.endswith(("/Adam", "/Adam_1"))]
   assert len(slots) == 2 * len(m.entries) - 2 * sum(
@@ -194,7 +194,7 @@ def test_tfgan_estimator_checkpoint_reproduced(estimator):
   _reproduce(m)
 
 
-def tfgan_names_are_scoped(m):
+def _names_are_estimator_scoped(m):
   names = [name for name, _, _ in m.entries]
   u = ("Generator/generator/g_snh0/dense/Generator/generator/g_snh0/dense/kernel/"
        "spectral_normalize/spectral_norm/spectral_norm_u")
