@@ -11,11 +11,30 @@ Presets (each docstring line is the command that runs it)::
 ``imagenet128`` is the official run (train_imagenet.py + model.py defaults): global
 batch 256, G lr 1e-4, D lr 4e-4, Adam beta1 0 and beta2 0.999 (the official code
 leaves TF's default 0.999; the paper reports 0.9: set ``beta2`` to compare), hinge
-loss, one D step per G step, z_dim 128, gf=df=64, 1,000,000 steps.
+loss, one D step per G step, z_dim 128, gf=df=64, and:
+
+* tower batch norm over groups of 64 (``bn_group_size=64``): the official run was
+  4 towers x 64 (train_imagenet.py ``num_towers=4``, ``batch_size=64``) and each
+  tower normalised over its own 64 examples; ``bn_group_size=0`` normalises over
+  all 256 instead.
+* input pipeline as the official training reader (``utils_ori.get_imagenet_batches``
+  called from model.py): files interleaved 64 at a time
+  (``interleave_cycle_length=64``, model.py ``data_parallelism``) and a 100,000
+  record shuffle buffer on the undecoded records (``shuffle_buffer=100_000``,
+  train_imagenet.py ``shuffle_buffer_size``). The buffer holds encoded records:
+  about 4.9 GB of host memory for the official raw 128x128 TFRecords (49,152 bytes
+  each) and roughly 11 GB for TFDS imagenet2012 (ImageNet's training JPEGs
+  average about 110 KB); lower ``shuffle_buffer`` on smaller hosts.
+* 1,000,000 steps (G steps, each after one D step): the paper reports its ImageNet
+  results at 1M iterations. The official train_imagenet.py stops
+  at ``StopAtStepHook(num_steps=2000000)``, an upper bound on the job rather than
+  the reported run; pass ``--train_steps=2000000`` to run as long as that hook.
 
 ``biggan_schedule128`` is ``imagenet128`` with BigGAN's training schedule (Brock et
 al. 2019): two D steps per G step, Adam beta2 0.999, global batch 256, and an EMA
-generator (decay 0.9999, averaging from step 20,000; see ``sagan_tf.ema``).
+generator (decay 0.9999, averaging from step 20,000; see ``sagan_tf.ema``). Everything
+else, tower batch norm and the input pipeline included, is ``imagenet128``'s
+(BigGAN itself normalised over the whole batch: add ``--bn_group_size=0``).
 
 The library never reads flags: launchers build a ``Config`` with ``from_preset`` and
 ``override`` and pass it down.
@@ -41,6 +60,9 @@ class Config:
   g_attention: Optional[Tuple[int, ...]] = None  # None: the architecture default
   d_attention: Optional[Tuple[int, ...]] = None
   variant: str = "official"
+  # Examples per generator batch-norm group in training (tower BN, see
+  # sagan_tf.normalization); 0 = the whole global batch.
+  bn_group_size: int = 0
   # Optimisation.
   batch_size: int = 256  # global, over all replicas
   g_lr: float = 1e-4
@@ -58,7 +80,8 @@ class Config:
   data_dir: Optional[str] = None  # tfds data_dir
   tfrecord_pattern: str = ""  # glob of official-format TFRecords
   split: str = "train"
-  shuffle_buffer: int = 10_000
+  shuffle_buffer: int = 10_000  # raw (encoded) examples
+  interleave_cycle_length: int = 16  # files read concurrently
   # Numerics and speed.
   mixed_precision: bool = False  # Keras "mixed_bfloat16" policy
   jit_compile: bool = False
@@ -80,7 +103,7 @@ class Config:
     need(self.image_size in (32, 64, 128), "image_size", "must be 32, 64 or 128")
     for f in ("num_classes", "z_dim", "gf_dim", "df_dim", "batch_size", "d_steps",
               "train_steps", "log_every", "sample_every", "checkpoint_every",
-              "keep_checkpoints", "shuffle_buffer"):
+              "keep_checkpoints", "shuffle_buffer", "interleave_cycle_length"):
       need(getattr(self, f) > 0, f, "must be positive")
     for f in ("g_lr", "d_lr"):
       need(getattr(self, f) > 0, f, "must be positive")
@@ -88,6 +111,10 @@ class Config:
       need(0.0 <= getattr(self, f) < 1.0, f, "must be in [0, 1)")
     need(0.0 <= self.ema_decay < 1.0, "ema_decay", "must be in [0, 1); 0 is off")
     need(self.ema_start >= 0, "ema_start", "must be >= 0")
+    need(self.bn_group_size >= 0, "bn_group_size",
+         "must be >= 0 (0 = normalise over the whole global batch)")
+    need(self.bn_group_size == 0 or self.batch_size % self.bn_group_size == 0,
+         "bn_group_size", f"must divide batch_size={self.batch_size} (or be 0)")
     need(self.loss in ("hinge", "kl"), "loss", "must be 'hinge' or 'kl'")
     need(self.variant in ("official", "tfgan_estimator"), "variant",
          "must be 'official' or 'tfgan_estimator'")
@@ -120,8 +147,11 @@ class Config:
     return path
 
 
+_IMAGENET128 = Config(bn_group_size=64, shuffle_buffer=100_000,
+                      interleave_cycle_length=64)
+
 PRESETS: Dict[str, Config] = {
-    "imagenet128": Config(),
+    "imagenet128": _IMAGENET128,
     "cifar10_32": Config(
         image_size=32, num_classes=10, batch_size=64, d_steps=5,
         dataset="cifar10", train_steps=100_000, g_lr=1e-4, d_lr=4e-4),
@@ -135,8 +165,9 @@ PRESETS: Dict[str, Config] = {
         image_size=32, num_classes=10, gf_dim=4, df_dim=4, z_dim=16, batch_size=4,
         dataset="digits", train_steps=6, log_every=1, sample_every=3,
         checkpoint_every=3, shuffle_buffer=64),
-    "biggan_schedule128": Config(
-        batch_size=256, d_steps=2, beta2=0.999, ema_decay=0.9999, ema_start=20000),
+    "biggan_schedule128": dataclasses.replace(
+        _IMAGENET128, batch_size=256, d_steps=2, beta2=0.999, ema_decay=0.9999,
+        ema_start=20000),
 }
 
 

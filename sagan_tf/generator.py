@@ -45,10 +45,11 @@ def upsample2x(x):
 class GeneratorBlock(keras.layers.Layer):
   """Residual up block of the official generator (``generator.block``)."""
 
-  def __init__(self, filters, num_classes, variant, **kwargs):
+  def __init__(self, filters, num_classes, variant, bn_group_size=0, **kwargs):
     super().__init__(**kwargs)
     sn = dict(u_space=variant.u_space, clip_sigma=variant.clip_sigma)
-    cbn = dict(decay=variant.cbn_decay, epsilon=variant.cbn_epsilon)
+    cbn = dict(decay=variant.cbn_decay, epsilon=variant.cbn_epsilon,
+               group_size=bn_group_size)
     self.cbn_0 = ConditionalBatchNorm(num_classes, name="cbn_0", **cbn)
     self.snconv1 = SNConv2D(filters, 3, name="snconv1", **sn)
     self.cbn_1 = ConditionalBatchNorm(num_classes, name="cbn_1", **cbn)
@@ -74,6 +75,8 @@ class Generator(AttentionPlacement, keras.Model):
     attention: resolutions after whose block a self-attention block sits; None
       takes the architecture's default (32 for 64/128 px, 16 for 32 px).
     variant: "official" or "tfgan_estimator" numerics.
+    bn_group_size: examples per batch-norm group in training (the official
+      towers' 64; 0 = the whole global batch). See ``sagan_tf.normalization``.
 
   Call: ``generator(z, labels, training=False, update_u=None,
   return_attention=False)`` with z `[N, z_dim]` float and labels `[N]` int ->
@@ -82,7 +85,8 @@ class Generator(AttentionPlacement, keras.Model):
   """
 
   def __init__(self, image_size=128, gf_dim=64, num_classes=1000, z_dim=128,
-               attention=None, variant="official", name="generator", **kwargs):
+               attention=None, variant="official", bn_group_size=0,
+               name="generator", **kwargs):
     super().__init__(name=name, **kwargs)
     arch = arch_lib.architecture(image_size)
     self.image_size = int(image_size)
@@ -102,14 +106,15 @@ class Generator(AttentionPlacement, keras.Model):
     for i, mult in enumerate(arch.g_blocks, start=1):
       name_i = f"g_block{i}"
       setattr(self, name_i, GeneratorBlock(mult * self.gf_dim, num_classes, v,
-                                           name=name_i))
+                                           bn_group_size, name=name_i))
       self.block_names.append(name_i)
       resolution *= 2
       valid.add(resolution)
       self._maybe_add_attention(name_i, resolution)
     self._check_attention(valid, image_size)
     self.g_bn = BatchNorm(decay=v.bn_decay, epsilon=v.bn_epsilon,
-                          bessel=v.bn_bessel, name="g_bn")
+                          bessel=v.bn_bessel, group_size=bn_group_size,
+                          name="g_bn")
     self.g_snconv_last = SNConv2D(3, 3, name="g_snconv_last", **sn)
 
   def call(self, z, labels, training=False, update_u=None,

@@ -10,7 +10,8 @@ def build_models(config: Config, build=True):
   """Returns (generator, discriminator) for ``config``, variables created if build."""
   g = Generator(image_size=config.image_size, gf_dim=config.gf_dim,
                 num_classes=config.num_classes, z_dim=config.z_dim,
-                attention=config.g_attention, variant=config.variant)
+                attention=config.g_attention, variant=config.variant,
+                bn_group_size=config.bn_group_size)
   d = Discriminator(image_size=config.image_size, df_dim=config.df_dim,
                     num_classes=config.num_classes, attention=config.d_attention,
                     variant=config.variant)

@@ -14,13 +14,53 @@ Both update their moving statistics whenever they are called with ``training=Tru
 (the official code put the updates in ``UPDATE_OPS``, which its training graph ran
 with both the D and the G step, i.e. after every generator forward in training).
 
+Tower batch norm (``group_size``, ``Config.bn_group_size``). The official ImageNet
+run (train_imagenet.py, model.py) built 4 towers of 64 examples: each tower's CBNs and
+``g_bn`` normalised over that tower's 64 examples only, and each tower added its own
+moving-statistics updates to ``UPDATE_OPS`` (4 per variable per step). With
+``group_size=N > 0`` the batch is cut into groups of N consecutive examples (on one
+device, in batch order; across replicas, replica after replica, as the towers were
+fed consecutive slices of one stream) and each group is normalised with its own
+moments, with the official arithmetic per group (two-pass ``tf.nn.moments``, biased
+variance, g_bn's Bessel factor from the group's N*H*W count). This works the same on
+one device, under MirroredStrategy and on TPU:
+
+* N divides the per-replica batch: moments of local groups (a reshape to
+  `[G_local, N*H*W, C]`); the normalisation needs no cross-replica communication.
+* N is a multiple k of the per-replica batch (e.g. TPU 8 cores x 32, N 64): each
+  replica's two-pass moments are combined over its k-replica group by the parallel
+  variance formula, var = mean_r(var_r + (mean_r - mean)^2). The per-replica
+  moments reach the other replicas through one all-reduce SUM of a `[R, 2, U, C]`
+  table in which each replica fills only its own row (an all-reduce over a subgroup
+  of replicas is not available on every strategy; a full all-reduce is).
+* Anything else raises ValueError at trace time (``check_group_size``), naming the
+  per-replica and global batch; ``Config.validate`` already checks that N divides
+  the global batch.
+
+Moving statistics with groups: the official towers' update ops ran in one
+``session.run`` with no order among them, and the outcome depended on the
+scheduler: CBN's ``assign(v, v * d + m_t * (1 - d))`` could read ``v`` before or
+after another tower's write (all reads first = only the last tower's update
+survives), while g_bn's ``assign_sub`` always added all four deltas. sagan_tf
+applies one update per group, sequentially in group order g = 0..G-1,
+v <- v * d + m_g * (1 - d), with the official per-update expression. Why this
+order: it is deterministic, it counts every tower's statistics (what adding four
+update ops meant to do), it equals a serial execution of the official update ops in
+tower order and differs from g_bn's concurrent ``assign_sub`` outcome only by terms
+of order (1 - d)^2, and the group table is the same on every replica, so the moving
+statistics stay identical across replicas. The G per-group updates are computed in
+a tensor and written with one assign (one cross-replica aggregation per variable).
+The official graph itself was not built with two towers here; the grouped moments
+and the update order are checked against an independent numpy computation
+(tests/test_tower_norm.py).
+
 Deliberate deviations from the official code:
 
-* Under a ``tf.distribute`` strategy with more than one replica, the batch moments
-  are all-reduced across replicas (as TF-GAN's TPU batch norm does), so the
-  normalisation and the moving statistics are those of the global batch, and the
-  moving statistics stay identical on every replica. With one replica the moments
-  are exactly ``tf.nn.moments``.
+* With ``group_size=0`` (the default) and more than one replica of a
+  ``tf.distribute`` strategy, the batch moments are all-reduced across replicas (as
+  TF-GAN's TPU batch norm does), so the normalisation and the moving statistics are
+  those of the global batch, and the moving statistics stay identical on every
+  replica. With one replica the moments are exactly ``tf.nn.moments``.
 * Statistics are computed in float32 under a mixed-precision policy.
 """
 from __future__ import annotations
@@ -56,6 +96,103 @@ def batch_moments(x, bessel=False):
   return mean, var
 
 
+def check_group_size(group_size, per_replica_batch, num_replicas=1):
+  """Raises ValueError unless ``group_size`` fits the batch layout.
+
+  Args:
+    group_size: examples per normalisation group (0 = the whole global batch).
+    per_replica_batch: examples each replica sees per call.
+    num_replicas: replicas in sync.
+  """
+  n, r = int(per_replica_batch), int(num_replicas)
+  if group_size < 0:
+    raise ValueError(f"bn_group_size={group_size} must be >= 0 (0 = normalise over "
+                     "the whole global batch).")
+  if group_size == 0 or n % group_size == 0:
+    return
+  if group_size % n == 0 and (n * r) % group_size == 0:
+    return
+  raise ValueError(
+      f"bn_group_size={group_size} does not fit a per-replica batch of {n} on {r} "
+      f"replica(s) (global batch {n * r}): it must divide the per-replica batch, or "
+      "be a multiple of it that divides the global batch. Change "
+      "Config.bn_group_size (0 = whole batch) or the batch size / replica count.")
+
+
+def grouped_moments(x, group_size):
+  """Moments of each group of ``group_size`` consecutive examples (tower BN).
+
+  Groups are numbered over the global batch: replica by replica (replica id order),
+  then by position in the replica's batch.
+
+  Args:
+    x: `[n, H, W, C]` per-replica tensor with a static n (cast to float32).
+    group_size: N > 0; see ``check_group_size``.
+
+  Returns:
+    (mean, var): `[n, 1, 1, C]` float32, each example's group moments (biased
+      variance), differentiable, for the normalisation;
+    (group_mean, group_var, count): `[G, C]`, `[G, C]` float32 for all G groups
+      of the global batch (identical on every replica; no gradient) and the
+      float32 element count N*H*W of a group (for a Bessel correction).
+  """
+  x = tf.cast(x, tf.float32)
+  n, c = x.shape[0], x.shape[-1]
+  if n is None:
+    raise ValueError("bn_group_size > 0 needs a static per-replica batch size; "
+                     "batch with drop_remainder=True.")
+  ctx = tf.distribute.get_replica_context()
+  replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+  check_group_size(group_size, n, replicas)
+  unit = min(group_size, n)  # examples per local unit of moments
+  units = n // unit
+  k = max(1, group_size // n)  # replicas per group
+  mean_u, var_u = tf.nn.moments(tf.reshape(x, [units, -1, c]), [1])  # [U, C]
+  hw = tf.cast(tf.reduce_prod(tf.shape(x)[1:3]), tf.float32)
+  count = hw * float(group_size)
+  if replicas > 1:
+    # Each replica fills its own row; a SUM all-reduce gives every replica the
+    # whole table (adding zeros leaves the values exact).
+    rid = ctx.replica_id_in_sync_group
+    row = tf.one_hot(rid, replicas, dtype=tf.float32)[:, None, None, None]
+    table = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
+                           row * tf.stack([mean_u, var_u])[None])  # [R, 2, U, C]
+    all_mean = tf.reshape(table[:, 0], [replicas * units, c])
+    all_var = tf.reshape(table[:, 1], [replicas * units, c])
+  else:
+    rid, all_mean, all_var = 0, mean_u, var_u
+  if k == 1:
+    mean = tf.repeat(mean_u, unit, axis=0)
+    var = tf.repeat(var_u, unit, axis=0)
+    group_mean, group_var = all_mean, all_var
+  else:
+    parts_mean = tf.reshape(all_mean, [-1, k, c])
+    group_mean = tf.reduce_mean(parts_mean, 1)
+    group_var = tf.reduce_mean(tf.reshape(all_var, [-1, k, c])
+                               + tf.square(parts_mean - group_mean[:, None]), 1)
+    own = rid // k
+    mean = tf.tile(tf.gather(group_mean, own)[None], [n, 1])
+    var = tf.tile(tf.gather(group_var, own)[None], [n, 1])
+  return ((mean[:, None, None, :], var[:, None, None, :]),
+          (tf.stop_gradient(group_mean), tf.stop_gradient(group_var), count))
+
+
+def sequential_moving_average(value, group_stats, decay):
+  """value <- value * d + s_g * (1 - d) for g = 0..G-1, in order.
+
+  Args:
+    value: current moving statistic (any shape S, float32).
+    group_stats: `[G, C]` per-group statistics, C = the size of S.
+    decay: moving-average decay d.
+
+  Returns:
+    The value after G sequential updates (shape S).
+  """
+  for g in range(group_stats.shape[0]):
+    value = value * decay + tf.reshape(group_stats[g], tf.shape(value)) * (1.0 - decay)
+  return value
+
+
 def _normalize(x, mean, var, gamma, beta, eps):
   """(x - mean) / sqrt(var + eps) * gamma + beta, as tf.nn.batch_normalization."""
   inv = tf.math.rsqrt(var + eps) * gamma
@@ -69,13 +206,17 @@ class ConditionalBatchNorm(keras.layers.Layer):
     num_classes: number of classes (rows of gamma and beta).
     decay: moving-average decay (official 0.999).
     epsilon: variance epsilon (official 1e-5; TF-GAN 1e-3).
+    group_size: examples per normalisation group in training (tower BN; 0 = the
+      whole global batch). See the module docstring.
   """
 
-  def __init__(self, num_classes, decay=0.999, epsilon=1e-5, **kwargs):
+  def __init__(self, num_classes, decay=0.999, epsilon=1e-5, group_size=0,
+               **kwargs):
     super().__init__(**kwargs)
     self.num_classes = int(num_classes)
     self.decay = float(decay)
     self.epsilon = float(epsilon)
+    self.group_size = int(group_size)
 
   def build(self, x_shape, labels_shape=None):
     c = int(x_shape[-1])
@@ -96,9 +237,14 @@ class ConditionalBatchNorm(keras.layers.Layer):
     labels = tf.cast(labels, tf.int32)
     gamma = tf.gather(self.gamma, labels)[:, None, None, :]
     beta = tf.gather(self.beta, labels)[:, None, None, :]
-    if training:
+    d = self.decay
+    if training and self.group_size:
+      (mean, var), (g_mean, g_var, _) = grouped_moments(x32, self.group_size)
+      self.moving_mean.assign(sequential_moving_average(self.moving_mean, g_mean, d))
+      self.moving_variance.assign(
+          sequential_moving_average(self.moving_variance, g_var, d))
+    elif training:
       mean, var = batch_moments(x32)
-      d = self.decay
       self.moving_mean.assign(self.moving_mean * d + mean * (1.0 - d))
       self.moving_variance.assign(self.moving_variance * d + var * (1.0 - d))
     else:
@@ -114,13 +260,17 @@ class BatchNorm(keras.layers.Layer):
     epsilon: official 1.001e-5 (the fused kernel's clamp of 1e-5); TF-GAN 1e-3.
     bessel: update the moving variance with the unbiased batch variance (official
       True, as the fused kernel; TF-GAN False).
+    group_size: examples per normalisation group in training (tower BN; 0 = the
+      whole global batch). See the module docstring.
   """
 
-  def __init__(self, decay=0.9999, epsilon=1.001e-5, bessel=True, **kwargs):
+  def __init__(self, decay=0.9999, epsilon=1.001e-5, bessel=True, group_size=0,
+               **kwargs):
     super().__init__(**kwargs)
     self.decay = float(decay)
     self.epsilon = float(epsilon)
     self.bessel = bool(bessel)
+    self.group_size = int(group_size)
 
   def build(self, input_shape):
     c = int(input_shape[-1])
@@ -138,9 +288,16 @@ class BatchNorm(keras.layers.Layer):
   def call(self, x, training=False):
     dtype = x.dtype
     x32 = tf.cast(x, tf.float32)
-    if training:
+    d = self.decay
+    if training and self.group_size:
+      (mean, var), (g_mean, g_var, count) = grouped_moments(x32, self.group_size)
+      if self.bessel:
+        g_var = g_var * count / tf.maximum(count - 1.0, 1.0)
+      self.moving_mean.assign(sequential_moving_average(self.moving_mean, g_mean, d))
+      self.moving_variance.assign(
+          sequential_moving_average(self.moving_variance, g_var, d))
+    elif training:
       mean, var, unbiased = batch_moments(x32, bessel=True)
-      d = self.decay
       self.moving_mean.assign(self.moving_mean * d + mean * (1.0 - d))
       self.moving_variance.assign(
           self.moving_variance * d + (unbiased if self.bessel else var) * (1.0 - d))
