@@ -21,7 +21,12 @@ Block layouts (channel multipliers of gf_dim / df_dim):
   blocks 4, 4, 4 (8 -> 32 px); D optimized block 4 (16 px), block 4 (8 px), two
   blocks 4 without downsampling. Attention at 16x16 in both: the middle feature map,
   since at 32x32 the generator's attention would act on its last block only.
-  With gf=df=64 the channels are 256, the width SN-GAN and mmgeneration use.
+  With gf=df=64 the channels are 256 in both. In G that is the width of SN-GAN's
+  official 32x32 ResNet generator (chainer sngan_projection ``ch=256``) and of
+  mmgeneration's ``sngan_proj_32x32``; in D it is BigGAN's 32x32 table
+  (BigGAN-PyTorch ``D_arch[32]``: four blocks of 4*ch, the same downsampling, at
+  its default ch=64). SN-GAN's official 32x32 discriminator and mmgeneration's
+  ``sngan_proj_32x32`` are narrower, 128 channels: ``df_dim=32`` gives that width.
 
 Numerics variants: ``official`` (brain-research code) and ``tfgan_estimator`` (the
 TF-GAN ``examples/self_attention_estimator`` port, needed to load its checkpoints).

@@ -185,7 +185,8 @@ def tfrecord_source(config, *, shuffle: bool, seed: int
   ds = tf.data.Dataset.from_tensor_slices(files)
   if shuffle:
     ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=False)
-  ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
+  cycle = min(len(files), config.interleave_cycle_length)
+  ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=cycle,
                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.map(lambda r: (r, tf.constant(0, tf.int64)))  # (raw, unused label)
   expected = size * size * 3
@@ -281,7 +282,9 @@ def tfds_source(config, split: str, *, shuffle: bool, seed: int
     ds = tfds.load(
         name, split=split, data_dir=config.data_dir, download=False,
         shuffle_files=shuffle, decoders={"image": tfds.decode.SkipDecoding()},
-        read_config=tfds.ReadConfig(shuffle_seed=seed))
+        read_config=tfds.ReadConfig(
+            shuffle_seed=seed,
+            interleave_cycle_length=config.interleave_cycle_length))
   except (AssertionError, FileNotFoundError, tf.errors.NotFoundError) as e:
     raise DataError(
         f"TFDS dataset {name!r} (split {split!r}) is not prepared in "
