@@ -35,7 +35,9 @@ one device, under MirroredStrategy and on TPU:
   of replicas is not available on every strategy; a full all-reduce is).
 * Anything else raises ValueError at trace time (``check_group_size``), naming the
   per-replica and global batch; ``Config.validate`` already checks that N divides
-  the global batch.
+  the global batch. One exception: outside a multi-replica step (one device, or
+  the trainer's cross-replica sample grid) a batch N does not divide ends with a
+  smaller group, so a sample grid of 80 images works with N = 64.
 
 Moving statistics with groups: the official towers' update ops ran in one
 ``session.run`` with no order among them, so the outcome depends on the scheduler.
@@ -143,7 +145,13 @@ def grouped_moments(x, group_size):
       variance), differentiable, for the normalisation;
     (group_mean, group_var, count): `[G, C]`, `[G, C]` float32 for all G groups
       of the global batch (identical on every replica; no gradient) and the
-      float32 element count N*H*W of a group (for a Bessel correction).
+      float32 element count N*H*W of a group, scalar or `[G, 1]` (for a Bessel
+      correction).
+
+  Outside a multi-replica step (one device, or a cross-replica call such as the
+  trainer's sample grid) a batch that N does not divide ends with a smaller group:
+  training batches cannot hit this (``Config.validate`` makes N divide the batch),
+  but a sample grid of e.g. 80 images must not fail for N = 64.
   """
   x = tf.cast(x, tf.float32)
   n, c = x.shape[0], x.shape[-1]
@@ -152,6 +160,8 @@ def grouped_moments(x, group_size):
                      "batch with drop_remainder=True.")
   ctx = tf.distribute.get_replica_context()
   replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+  if replicas == 1 and group_size > 0 and n % group_size:
+    return _ragged_moments(x, group_size)
   check_group_size(group_size, n, replicas)
   unit = min(group_size, n)  # examples per local unit of moments
   units = n // unit
@@ -182,6 +192,22 @@ def grouped_moments(x, group_size):
     own = rid // k
     mean = tf.tile(tf.gather(group_mean, own)[None], [n, 1])
     var = tf.tile(tf.gather(group_var, own)[None], [n, 1])
+  return ((mean[:, None, None, :], var[:, None, None, :]),
+          (tf.stop_gradient(group_mean), tf.stop_gradient(group_var), count))
+
+
+def _ragged_moments(x, group_size):
+  """``grouped_moments`` on one replica with a smaller last group."""
+  n, c = x.shape[0], x.shape[-1]
+  sizes = [group_size] * (n // group_size) + [n % group_size]
+  moments = [tf.nn.moments(part, [0, 1])
+             for part in tf.split(tf.reshape(x, [n, -1, c]), sizes)]
+  group_mean = tf.stack([m for m, _ in moments])
+  group_var = tf.stack([v for _, v in moments])
+  mean = tf.repeat(group_mean, sizes, axis=0)
+  var = tf.repeat(group_var, sizes, axis=0)
+  hw = tf.cast(tf.reduce_prod(tf.shape(x)[1:3]), tf.float32)
+  count = hw * tf.constant(sizes, tf.float32)[:, None]
   return ((mean[:, None, None, :], var[:, None, None, :]),
           (tf.stop_gradient(group_mean), tf.stop_gradient(group_var), count))
 

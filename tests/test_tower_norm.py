@@ -193,9 +193,6 @@ def test_bad_group_sizes_raise_clear_errors():
     base.replace(bn_group_size=3)
   with pytest.raises(ValueError, match="Config.bn_group_size=-2: must be >= 0"):
     base.replace(bn_group_size=-2)
-  layer = BatchNorm(group_size=3)
-  with pytest.raises(ValueError, match="bn_group_size=3 does not fit"):
-    layer(_x(4), training=True)
 
 
 def test_config_reaches_every_generator_norm_layer():
@@ -229,3 +226,23 @@ def test_xla_and_bfloat16():
       xla_layer.moving_mean.numpy(),
       _np_sequential(_cbn(4).moving_mean.numpy(), mean[:, None, None], 0.5),
       rtol=1e-5, atol=1e-6)
+
+
+def test_a_sample_grid_the_group_does_not_divide_ends_with_a_smaller_group():
+  """One replica, 8 examples, groups of 3: groups 3, 3, 2 (e.g. a sample grid)."""
+  x = _x(seed=11)
+  layer = BatchNorm(decay=0.5, bessel=True, group_size=3)
+  layer.build(x.shape)
+  out = layer(x, training=True).numpy()
+  parts = np.split(x, [3, 6])
+  mean_ex = np.concatenate([np.repeat(p.mean(axis=(0, 1, 2))[None], len(p), 0)
+                            for p in parts])
+  var_ex = np.concatenate([np.repeat(p.var(axis=(0, 1, 2))[None], len(p), 0)
+                           for p in parts])
+  np.testing.assert_allclose(
+      out, (x - mean_ex[:, None, None]) / np.sqrt(var_ex[:, None, None] + 1.001e-5),
+      rtol=1e-5, atol=1e-5)
+  unbiased = [p.var(axis=(0, 1, 2)) * p[..., 0].size / (p[..., 0].size - 1)
+              for p in parts]
+  np.testing.assert_allclose(layer.moving_variance.numpy(),
+                             _np_sequential(np.ones(C), unbiased, 0.5), rtol=1e-5)
