@@ -26,15 +26,17 @@ loss, one D step per G step, z_dim 128, gf=df=64, and:
   each) and roughly 11 GB for TFDS imagenet2012 (ImageNet's training JPEGs
   average about 110 KB); lower ``shuffle_buffer`` on smaller hosts.
 * 1,000,000 steps (G steps, each after one D step): the paper reports its ImageNet
-  results at 1M iterations. The official train_imagenet.py stops
-  at ``StopAtStepHook(num_steps=2000000)``, an upper bound on the job rather than
-  the reported run; pass ``--train_steps=2000000`` to run as long as that hook.
+  results at 1M iterations. The official train_imagenet.py stops at
+  ``StopAtStepHook(num_steps=2000000)``, an upper bound on the job rather than the
+  reported run; pass ``--set=train_steps=2000000`` (or ``--steps=2000000``) to run
+  as long as that hook.
 
 ``biggan_schedule128`` is ``imagenet128`` with BigGAN's training schedule (Brock et
 al. 2019): two D steps per G step, Adam beta2 0.999, global batch 256, and an EMA
-generator (decay 0.9999, averaging from step 20,000; see ``sagan_tf.ema``). Everything
-else, tower batch norm and the input pipeline included, is ``imagenet128``'s
-(BigGAN itself normalised over the whole batch: add ``--bn_group_size=0``).
+generator (decay 0.9999, averaging from step 20,000; see ``sagan_tf.ema``).
+Everything else, tower batch norm and the input pipeline included, is
+``imagenet128``'s (BigGAN itself normalised over the whole batch: add
+``--set=bn_group_size=0``).
 
 The library never reads flags: launchers build a ``Config`` with ``from_preset`` and
 ``override`` and pass it down.

@@ -15,9 +15,9 @@ Both update their moving statistics whenever they are called with ``training=Tru
 with both the D and the G step, i.e. after every generator forward in training).
 
 Tower batch norm (``group_size``, ``Config.bn_group_size``). The official ImageNet
-run (train_imagenet.py, model.py) built 4 towers of 64 examples: each tower's CBNs and
-``g_bn`` normalised over that tower's 64 examples only, and each tower added its own
-moving-statistics updates to ``UPDATE_OPS`` (4 per variable per step). With
+run (train_imagenet.py, model.py) built 4 towers of 64 examples: each tower's CBNs
+and ``g_bn`` normalised over that tower's 64 examples only, and each tower added its
+own moving-statistics updates to ``UPDATE_OPS`` (4 per variable per step). With
 ``group_size=N > 0`` the batch is cut into groups of N consecutive examples (on one
 device, in batch order; across replicas, replica after replica, as the towers were
 fed consecutive slices of one stream) and each group is normalised with its own
@@ -46,8 +46,9 @@ towers on two CPU devices and classifies each moving statistic after one run: CB
 ``assign(v, v * d + m_t * (1 - d))`` often lost one tower's update (both read ``v``
 before either wrote: 8 to 20 of the 20 CBN statistics per run over 16 runs, the
 surviving tower varying from run to run), the rest composed both; g_bn's
-``assign_sub`` always composed both. sagan_tf applies one update per group, sequentially in group order
-g = 0..G-1, v <- v * d + m_g * (1 - d), with the official per-update expression.
+``assign_sub`` always composed both. sagan_tf applies one update per group,
+sequentially in group order g = 0..G-1, v <- v * d + m_g * (1 - d), with the
+official per-update expression.
 Why: it is deterministic (the official result is not), it counts every tower's
 statistics (what adding one update op per tower meant to do, and what g_bn got),
 it equals a serial execution of the official update ops in tower order, and the
@@ -224,7 +225,8 @@ def sequential_moving_average(value, group_stats, decay):
     The value after G sequential updates (shape S).
   """
   for g in range(group_stats.shape[0]):
-    value = value * decay + tf.reshape(group_stats[g], tf.shape(value)) * (1.0 - decay)
+    stat = tf.reshape(group_stats[g], tf.shape(value))
+    value = value * decay + stat * (1.0 - decay)
   return value
 
 

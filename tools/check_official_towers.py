@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # Defines --official_src and --output (required), used here as well.
-import make_official_reference as mor  # pylint: disable=g-import-not-at-top,wrong-import-position
+import make_official_reference as mor  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("stage", "all", ["all", "official", "compare"], "Internal.")
@@ -90,7 +90,8 @@ def official_stage(src, out_dir, b, trials):
     sess.run(init)
     rs = np.random.RandomState(11)
     for var in variables:
-      value = mor._value_for(var.op.name, var.shape.as_list(), rs)  # pylint: disable=protected-access
+      # pylint: disable-next=protected-access
+      value = mor._value_for(var.op.name, var.shape.as_list(), rs)
       if value is not None:
         var.load(np.asarray(value, np.float32), sess)
     for _ in range(200):  # power iteration to convergence: u' == u
@@ -110,7 +111,8 @@ def compare_stage(out_dir, b, trials):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from sagan_tf import convert  # pylint: disable=g-import-not-at-top
-  from sagan_tf.normalization import BatchNorm, ConditionalBatchNorm  # pylint: disable=g-import-not-at-top
+  from sagan_tf import normalization  # pylint: disable=g-import-not-at-top
+  norm_layers = (normalization.BatchNorm, normalization.ConditionalBatchNorm)
   ref = np.load(os.path.join(out_dir, "official.npz"))
   z, y = ref["z"], ref["y"]
   prefix = os.path.join(out_dir, "ckpt", "model.ckpt")
@@ -118,7 +120,7 @@ def compare_stage(out_dir, b, trials):
   def run(zz, yy, group):
     g, _ = convert.load_tf1_checkpoint(prefix, "official", num_classes=CLASSES)
     for layer in g._flatten_layers():  # pylint: disable=protected-access
-      if isinstance(layer, (BatchNorm, ConditionalBatchNorm)):
+      if isinstance(layer, norm_layers):
         layer.group_size = group
     out = g(tf.constant(zz), tf.constant(yy), training=True).numpy()
     stats = {name: var.numpy()
