@@ -23,8 +23,9 @@ loss, one D step per G step, z_dim 128, gf=df=64, and:
   record shuffle buffer on the undecoded records (``shuffle_buffer=100_000``,
   train_imagenet.py ``shuffle_buffer_size``). The buffer holds encoded records:
   about 4.9 GB of host memory for the official raw 128x128 TFRecords (49,152 bytes
-  each) and roughly 11 GB for TFDS imagenet2012 (ImageNet's training JPEGs
-  average about 110 KB); lower ``shuffle_buffer`` on smaller hosts.
+  each) and more for TFDS imagenet2012 (full-size training JPEGs, about 110 KB on
+  average by the archive's size: roughly 11 GB); lower ``shuffle_buffer`` on
+  smaller hosts.
 * 1,000,000 steps (G steps, each after one D step): the paper reports its ImageNet
   results at 1M iterations. The official train_imagenet.py stops at
   ``StopAtStepHook(num_steps=2000000)``, an upper bound on the job rather than the
