@@ -14,6 +14,7 @@ module from TF-Hub, or the local copy at --inception_path (see README,
 "Evaluation", to use it offline). The logic lives in the ``eval`` package.
 """
 import json
+import sys
 
 from absl import app
 from absl import flags
@@ -104,7 +105,11 @@ def _evaluate_workdir(evaluate, classifier, kwargs):
     from sagan_tf import checkpoint, data
     config = checkpoint.load_config(FLAGS.workdir)
     if data.is_tfds_dataset(config):
-      data.prepare_tfds_dataset(config)
+      try:
+        data.prepare_tfds_dataset(config)
+      except data.DataError as e:  # one line, no traceback
+        logging.error("%s", e)
+        sys.exit(1)
   if FLAGS.watch:
     for result in evaluate.watch(FLAGS.workdir, classifier, _protocol(),
                                  timeout=FLAGS.timeout, **kwargs):

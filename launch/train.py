@@ -97,11 +97,14 @@ def main(argv):
                         _DATA_DIR.value, _SET.value)
   from sagan_tf import data  # pylint: disable=g-import-not-at-top
   from sagan_tf import run_state  # pylint: disable=g-import-not-at-top
-  from sagan_tf import data  # pylint: disable=g-import-not-at-top
   if _DOWNLOAD.value and data.is_tfds_dataset(config):
     logging.info("Checking TFDS dataset %r in data_dir=%s (downloads if missing).",
                  config.dataset, config.data_dir)
-    data.prepare_tfds_dataset(config)
+    try:
+      data.prepare_tfds_dataset(config)
+    except data.DataError as e:  # one line, no traceback
+      logging.error("%s", e)
+      sys.exit(1)
   from sagan_tf import summaries  # pylint: disable=g-import-not-at-top
   from sagan_tf import train as train_lib  # pylint: disable=g-import-not-at-top
   logging.info("Strategy: %s", strategy_lib.describe(strategy))

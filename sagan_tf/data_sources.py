@@ -244,10 +244,11 @@ def prepare_tfds_dataset(config) -> bool:
   try:
     builder.download_and_prepare()
   except Exception as e:  # pylint: disable=broad-except
+    first = (str(e).strip().splitlines() or [""])[0]
     raise DataError(
         f"Could not download/prepare TFDS dataset {config.dataset!r} into "
-        f"data_dir={config.data_dir!r}: {type(e).__name__}: {e}. "
-        + _TFDS_FIX.format(name=config.dataset)) from e
+        f"data_dir={config.data_dir!r}: {type(e).__name__}: {first}. "
+        + _TFDS_FIX.format(name=config.dataset)) from None
   return True
 
 
