@@ -113,7 +113,7 @@ def main(argv):
                                 deterministic=_DETERMINISTIC.value,
                                 on_log=lambda p: logging.info("%s", p.line()))
   except (run_state.ConfigMismatchError, run_state.CheckpointMismatchError,
-          data.DataError) as e:
+          data.DataError, strategy_lib.BatchSizeError) as e:
     logging.error("%s", e)
     sys.exit(1)
   start = int(trainer.step.numpy())
@@ -129,6 +129,12 @@ def main(argv):
     result = trainer.run(config.train_steps)
   except summaries.NonFiniteLossError as e:
     logging.error("%s", e)
+    sys.exit(1)
+  except tf.errors.OpError as e:  # a bad record or file met while training
+    line = data.runtime_error_line(e, config)
+    if line is None:
+      raise
+    logging.error("%s", line)
     sys.exit(1)
   finally:
     trainer.close()

@@ -8,15 +8,23 @@ int32) from scikit-learn digits, official-format TFRecords or TensorFlow Dataset
   * any other name: a prepared TFDS dataset with 'image' and 'label' features in
     ``Config.data_dir`` (never downloaded here: see ``prepare_tfds_dataset``).
 
-Order of operations: raw examples -> shard (input_context) -> shuffle (seeded) ->
-repeat -> skip -> decode -> batch -> prefetch. Shuffling and skipping act on raw
-elements (encoded bytes), so the buffer is small and resuming is cheap; with a fixed
-seed the stream is the same on every run, so ``skip_batches=k`` reproduces exactly
-what an uninterrupted run sees after k batches.
+Order of operations: units (files) -> this pipeline's shard -> the seeded
+epoch/block/window order of ``sagan_tf.data_order`` -> decode -> batch ->
+prefetch. The order is a function of (seed, epoch), so ``skip_batches=k`` starts
+exactly where an uninterrupted run is after k batches, and finds that position
+by arithmetic: a resume reads at most one block of records (``cycle_length``
+files), whatever k (``scripts/resume_cost.py`` measures it).
+
+Sharding (``input_context`` with several input pipelines, e.g. one per worker):
+with at least as many files as pipelines, pipeline i reads files i, i + n, ...
+(of the sorted list); otherwise (digits, few files) each pipeline reads every
+n-th record of each file.
 
 Deliberate deviations from the official input_fn (dataset.py):
   * the official pipeline shuffles sloppily (non-deterministic interleave, unseeded
-    shuffle); this one is deterministic for a given seed;
+    shuffle buffer) and a restart began from a fresh shuffle; this one is
+    deterministic for a given seed and resumes where it stopped, with a windowed
+    shuffle within blocks of files (``sagan_tf.data_order``);
   * noise and fake labels are not drawn here (the train step draws them);
   * labels and record sizes are checked (see data_sources).
 """
@@ -26,21 +34,66 @@ from typing import Optional
 
 import tensorflow as tf
 
+import numpy as np
+
+from sagan_tf import data_order
 from sagan_tf import data_sources
+from sagan_tf import strategy as strategy_lib
 from sagan_tf.data_sources import (  # noqa: F401  (public re-exports)
     DataError, is_tfds_dataset, load_digits_images, prepare_tfds_dataset,
     write_official_tfrecord)
 
 __all__ = ["DataError", "make_dataset", "distributed_dataset", "load_digits_images",
-           "write_official_tfrecord", "prepare_tfds_dataset", "is_tfds_dataset"]
+           "write_official_tfrecord", "prepare_tfds_dataset", "is_tfds_dataset",
+           "runtime_error_line", "source_files"]
 
 
-def _source(config, split, shuffle, seed):
+def _source(config, split) -> data_sources.Source:
   if config.dataset == "digits":
     return data_sources.digits_source(config)
   if config.dataset == "tfrecord":
-    return data_sources.tfrecord_source(config, shuffle=shuffle, seed=seed)
-  return data_sources.tfds_source(config, split, shuffle=shuffle, seed=seed)
+    return data_sources.tfrecord_source(config)
+  return data_sources.tfds_source(config, split)
+
+
+def _pipeline_units(source: data_sources.Source,
+                    input_context: Optional[tf.distribute.InputContext]
+                    ) -> data_order.Units:
+  """The units this input pipeline reads (its shard of ``source``)."""
+  n = input_context.num_input_pipelines if input_context is not None else 1
+  if n <= 1:
+    return data_order.Units(source.n, source.read, source.counts)
+  i = input_context.input_pipeline_id
+  if source.n >= n:  # whole files per pipeline
+    mine = np.arange(i, source.n, n)
+    mine_t = tf.constant(mine, tf.int64)
+    return data_order.Units(len(mine),
+                            lambda u: source.read(tf.gather(mine_t, u)),
+                            lambda: np.asarray(source.counts())[mine])
+  return data_order.Units(
+      source.n, lambda u: source.read(u).shard(n, i),
+      lambda: data_order.shard_counts(source.counts(), n, i))
+
+
+def source_files(config, split: Optional[str] = None):
+  """The files ``config.dataset`` reads (empty for digits): for naming a file
+  in ``runtime_error_line``."""
+  if config.dataset == "digits":
+    return []
+  return list(_source(config, config.split if split is None else split).files)
+
+
+def runtime_error_line(error: Exception, config=None) -> Optional[str]:
+  """One line naming the file and the fix for an error raised by a pipeline of
+  ``make_dataset`` while training (a bad record, a corrupted file), or None if
+  the error did not come from the data. See ``data_sources.runtime_error_line``."""
+  files = ()
+  if config is not None and isinstance(error, tf.errors.DataLossError):
+    try:
+      files = source_files(config)
+    except DataError as e:
+      return str(e)
+  return data_sources.runtime_error_line(error, files)
 
 
 def make_dataset(config, batch_size: int, *, split: Optional[str] = None,
@@ -57,43 +110,44 @@ def make_dataset(config, batch_size: int, *, split: Optional[str] = None,
       ``distributed_dataset``).
     split: TFDS split; default ``config.split``. Ignored by 'digits' (all 1797
       examples) and 'tfrecord' (the glob decides).
-    shuffle: shuffle files and examples (buffer ``config.shuffle_buffer``).
+    shuffle: shuffle files and examples (windows of ``config.shuffle_buffer``
+      records); False reads the files in sorted order, one after the other.
     repeat: repeat forever and drop the last partial batch; if False, one pass
       with the last partial batch kept (for evaluation).
     seed: shuffle seed; default ``config.seed``. Same seed, same order.
     input_context: a ``tf.distribute.InputContext``; the examples are split into
       ``num_input_pipelines`` disjoint shards and this pipeline reads shard
       ``input_pipeline_id``.
-    skip_batches: start after this many batches of this pipeline. The skipped
-      records are read and shuffled but not decoded: cheap for 'digits', but for
-      files it costs reading skip_batches * batch_size records.
+    skip_batches: start after this many batches of this pipeline (needs
+      repeat). The position is computed from the files' record counts; at most
+      one block of records (``cycle_length`` files) is read to get there.
   Returns:
     ``tf.data.Dataset`` of (images float32 [batch_size, S, S, 3] in [-1, 1],
     labels int32 [batch_size]), S = ``config.image_size``.
   Raises:
-    DataError: bad arguments, a missing or unprepared dataset, or records of the
-      wrong format (found up front); bad records found later raise
-      ``tf.errors.InvalidArgumentError`` with the same kind of message.
+    DataError: bad arguments, a missing or unprepared dataset, unreadable files
+      or a first record of the wrong format (found up front); bad records found
+      later raise ``tf.errors.InvalidArgumentError`` while iterating, which
+      ``runtime_error_line`` turns into a one-line message naming the file.
   """
   if batch_size <= 0:
     raise DataError(f"batch_size must be positive; got {batch_size}.")
   if skip_batches < 0:
     raise DataError(f"skip_batches must be >= 0; got {skip_batches}.")
+  if skip_batches and not repeat:
+    raise DataError("skip_batches needs repeat=True.")
   seed = config.seed if seed is None else seed
   split = config.split if split is None else split
-  ds, decode = _source(config, split, shuffle, seed)
-  if input_context is not None and input_context.num_input_pipelines > 1:
-    ds = ds.shard(input_context.num_input_pipelines,
-                  input_context.input_pipeline_id)
-  if shuffle:
-    ds = ds.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-  if repeat:
-    ds = ds.repeat()
-  if skip_batches:
-    # Batches are consecutive runs of batch_size examples, so skipping
-    # k * batch_size raw examples equals skipping k batches, without decoding.
-    ds = ds.skip(skip_batches * batch_size)
-  ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  source = _source(config, split)
+  units = _pipeline_units(source, input_context)
+  order = data_order.Order(seed=seed,
+                           cycle_length=data_order.cycle_length_of(config),
+                           window=config.shuffle_buffer, shuffle=shuffle)
+  # Batches are consecutive runs of batch_size records, so starting at record
+  # k * batch_size equals skipping k batches, without decoding them.
+  ds = order.stream(units, start=skip_batches * batch_size, repeat=repeat)
+  ds = ds.map(source.decode, num_parallel_calls=tf.data.AUTOTUNE,
+              deterministic=True)
   ds = ds.batch(batch_size, drop_remainder=repeat)
   return ds.prefetch(tf.data.AUTOTUNE)
 
@@ -116,11 +170,10 @@ def distributed_dataset(strategy: tf.distribute.Strategy, config, *,
   Raises:
     DataError: if ``config.batch_size`` is not divisible by the number of replicas.
   """
-  replicas = strategy.num_replicas_in_sync
-  if config.batch_size % replicas:
-    raise DataError(f"Config.batch_size={config.batch_size} is not divisible by the "
-                    f"{replicas} replicas of {type(strategy).__name__}; choose a "
-                    f"multiple of {replicas}.")
+  try:
+    strategy_lib.replica_batch_size(strategy, config.batch_size)
+  except strategy_lib.BatchSizeError as e:
+    raise DataError(str(e)) from None
   for key in ("batch_size", "input_context"):
     if key in kw:
       raise DataError(f"distributed_dataset sets {key} itself; do not pass it.")

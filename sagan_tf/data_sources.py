@@ -1,10 +1,17 @@
 """Example sources for ``sagan_tf.data``: scikit-learn digits, official-format
 TFRecords and TensorFlow Datasets.
 
-Each source returns an unbatched ``tf.data.Dataset`` of ``(raw, label)`` pairs plus
-a ``decode`` function mapping one pair to ``(image float32 [S, S, 3] in [-1, 1],
-label int32)``. Decoding is kept apart so that ``sagan_tf.data`` can shard, shuffle
-and skip on cheap raw elements (encoded bytes) before the expensive decode.
+Each source returns a ``Source``: ``n`` units (files; one in-memory array for
+digits), a ``read`` function giving one unit's raw elements (encoded bytes, plus
+the file path), the units' record counts, and a ``decode`` function mapping a raw
+element to ``(image float32 [S, S, 3] in [-1, 1], label int32)``. Decoding is kept
+apart so that ``sagan_tf.data`` can order, shard and skip cheap raw elements
+before the expensive decode (``sagan_tf.data_order``).
+
+Errors: bad inputs found while building the pipeline raise ``DataError`` naming
+the file and the fix (no file, an unreadable or truncated file, a first record of
+the wrong size or label); a bad record found later stops the input pipeline with
+an error that ``runtime_error_line`` turns into the same kind of one line.
 
 Official format (brain-research/self-attention-gan ``dataset.py`` /
 ``utils_ori.py``): each record is a ``tf.train.Example`` with ``image_raw`` (bytes
@@ -25,13 +32,18 @@ Deliberate deviations from the official reader:
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Callable, Tuple
+import re
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-Decode = Callable[[tf.Tensor, tf.Tensor], Tuple[tf.Tensor, tf.Tensor]]
+from sagan_tf import record_io
+
+Decode = Callable[..., Tuple[tf.Tensor, tf.Tensor]]
+RUNTIME_TAG = "sagan_tf data: "
 
 DIGITS_CLASSES = 10
 _TFDS_FIX = ("Prepare it once with `tfds build {name} --data_dir=DIR` (or "
@@ -44,20 +56,52 @@ class DataError(ValueError):
   """A bad data input; the message names the problem and what to do."""
 
 
+@dataclasses.dataclass
+class Source:
+  """The examples of a dataset as units (see the module docstring).
+
+  Attributes:
+    n: number of units.
+    read: unit index (int64 scalar tensor) -> ``tf.data.Dataset`` of raw elements.
+    counts: () -> int64 [n], records per unit.
+    decode: raw element (unpacked) -> (image float32 [S, S, 3], label int32).
+    files: the units' files, for error messages (empty for in-memory data).
+  """
+  n: int
+  read: Callable[[tf.Tensor], tf.data.Dataset]
+  counts: Callable[[], np.ndarray]
+  decode: Decode
+  files: Sequence[str] = ()
+
+
+def runtime_error_line(error: Exception, source_files: Sequence[str] = ()
+                       ) -> Optional[str]:
+  """One line for an error raised while iterating a ``sagan_tf.data`` pipeline.
+
+  A failed record check (wrong image size, label out of range) comes back as its
+  message, which names the file; a reader error (``DataLossError``: a corrupted or
+  truncated file) is traced to its file by reading ``source_files`` again. Returns
+  None for any other error.
+  """
+  if not isinstance(error, tf.errors.OpError):
+    return None
+  message = error.message or ""
+  found = re.search(re.escape(RUNTIME_TAG) + r"(.*?)\]", message, re.S)
+  if found:
+    return " ".join(found.group(1).replace("\\'", "'").split())
+  if isinstance(error, tf.errors.DataLossError):
+    culprit = record_io.find_unreadable(source_files) if source_files else None
+    if culprit:
+      return culprit
+    first = message.splitlines()[0].split("}} ")[-1] if message else ""
+    return (f"A data file is corrupted or truncated ({first}); check the files of "
+            "the dataset.")
+  return None
+
+
 def _to_unit_range(image_uint8_values: tf.Tensor) -> tf.Tensor:
   """[0, 255] values (any dtype) -> float32 in [-1, 1], as x * 2 / 255 - 1."""
   return tf.cast(image_uint8_values, tf.float32) * (2.0 / 255.0) - 1.0
-
-
-def _check_label(label: tf.Tensor, num_classes: int, where: str) -> tf.Tensor:
-  """int32 label, with a runtime assertion that it lies in [0, num_classes)."""
-  label = tf.cast(label, tf.int32)
-  msg = (f"{where}: label outside [0, num_classes={num_classes}); set "
-         f"Config.num_classes to cover the dataset's labels or fix the data. Label:")
-  with tf.control_dependencies([
-      tf.debugging.assert_non_negative(label, message=msg),
-      tf.debugging.assert_less(label, num_classes, message=msg)]):
-    return tf.identity(label)
 
 
 # --------------------------------------------------------------------------- digits
@@ -91,16 +135,17 @@ def load_digits_images(image_size: int) -> Tuple[np.ndarray, np.ndarray]:
   return images, labels
 
 
-def digits_source(config) -> Tuple[tf.data.Dataset, Decode]:
+def digits_source(config) -> Source:
+  """The 1797 digits as one in-memory unit of (image uint8, label) elements."""
   if config.num_classes < DIGITS_CLASSES:
     raise DataError(f"dataset='digits' has {DIGITS_CLASSES} classes but "
                     f"Config.num_classes={config.num_classes}; set num_classes=10.")
   images, labels = load_digits_images(config.image_size)
-  ds = tf.data.Dataset.from_tensor_slices((images, labels))
 
   def decode(image, label):
     return _to_unit_range(image), tf.cast(label, tf.int32)
-  return ds, decode
+  return Source(1, lambda unit: tf.data.Dataset.from_tensor_slices((images, labels)),
+                lambda: np.array([len(labels)], np.int64), decode)
 
 
 # ------------------------------------------------------------------------- TFRecord
@@ -172,36 +217,62 @@ def _check_first_record(path: str, size: int, num_classes: int) -> None:
                       f"{num_classes}); set Config.num_classes or fix the labels.")
 
 
-def tfrecord_source(config, *, shuffle: bool, seed: int
-                    ) -> Tuple[tf.data.Dataset, Decode]:
-  """Records from every file matching ``config.tfrecord_pattern`` (sorted)."""
+def _runtime_check(ok: tf.Tensor, *parts) -> tf.Operation:
+  """An assertion whose error text is RUNTIME_TAG + the joined parts (strings or
+  tensors); ``runtime_error_line`` turns it back into one line."""
+  text = tf.strings.join([RUNTIME_TAG] + [
+      p if isinstance(p, str) else tf.strings.as_string(p) if p.dtype != tf.string
+      else p for p in parts])
+  return tf.debugging.Assert(ok, [text])
+
+
+def tfrecord_source(config) -> Source:
+  """Records of every file matching ``config.tfrecord_pattern`` (sorted); each
+  file is one unit. Raw elements are (serialized record, file path)."""
   pattern = config.tfrecord_pattern
   files = sorted(tf.io.gfile.glob(pattern)) if pattern else []
   if not files:
     raise DataError(f"No TFRecord files match Config.tfrecord_pattern={pattern!r}; "
-                    "pass --tfrecord_pattern='DIR/*.tfrecords' naming existing files.")
+                    "pass --set=tfrecord_pattern='DIR/*.tfrecords' naming existing "
+                    "files.")
   size, num_classes = config.image_size, config.num_classes
   _check_first_record(files[0], size, num_classes)
-  ds = tf.data.Dataset.from_tensor_slices(files)
-  if shuffle:
-    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=False)
-  cycle = min(len(files), config.interleave_cycle_length)
-  ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=cycle,
-                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  ds = ds.map(lambda r: (r, tf.constant(0, tf.int64)))  # (raw, unused label)
+  try:  # reads only the record headers: catches truncated and foreign files
+    counts = np.array([record_io.count_records(f) for f in files], np.int64)
+  except record_io.RecordFileError as e:
+    raise DataError(str(e)) from None
+  empty = [f for f, n in zip(files, counts) if n == 0]
+  if len(empty) == len(files):
+    raise DataError(f"The files matching tfrecord_pattern={pattern!r} hold no "
+                    "records; check the pattern.")
+  paths = tf.constant(files)
+
+  def read(unit):
+    path = tf.gather(paths, unit)
+    return tf.data.TFRecordDataset(path).map(lambda r: (r, path))
+
   expected = size * size * 3
 
-  def decode(record, unused_label):
+  def decode(record, path):
     ex = tf.io.parse_single_example(record, _FEATURES)
     nbytes = tf.strings.length(ex["image_raw"])
-    with tf.control_dependencies([tf.debugging.assert_equal(
-        nbytes, expected,
-        message=(f"TFRecord image_raw has the wrong size: expected {expected} bytes "
-                 f"({size}x{size}x3 uint8 for Config.image_size={size}); got"))]):
+    label = ex["label"]
+    checks = [
+        _runtime_check(
+            tf.equal(nbytes, expected), path, ": a record has an image_raw of ",
+            nbytes,
+            f" bytes, expected {expected} ({size}x{size}x3 uint8 for "
+            f"Config.image_size={size}); rewrite the file or set image_size."),
+        _runtime_check(
+            (label >= 0) & (label < num_classes), path, ": a record has label ",
+            label, f" outside [0, num_classes={num_classes}); set "
+            "Config.num_classes to cover the labels or fix the file.")]
+    with tf.control_dependencies(checks):
       image = tf.io.decode_raw(ex["image_raw"], tf.uint8)
+      label = tf.cast(label, tf.int32)
     image = tf.reshape(image, [size, size, 3])
-    return _to_unit_range(image), _check_label(ex["label"], num_classes, pattern)
-  return ds, decode
+    return _to_unit_range(image), label
+  return Source(len(files), read, lambda: counts, decode, files)
 
 
 # ----------------------------------------------------------------------------- TFDS
@@ -273,31 +344,53 @@ def _square_and_resize(image: tf.Tensor, size: int) -> tf.Tensor:
   return tf.ensure_shape(image, [size, size, 3])
 
 
-def tfds_source(config, split: str, *, shuffle: bool, seed: int
-                ) -> Tuple[tf.data.Dataset, Decode]:
-  """A prepared TFDS dataset with 'image' and 'label' features, read offline."""
+def tfds_source(config, split: str) -> Source:
+  """A prepared TFDS dataset with 'image' and 'label' features, read offline from
+  its TFRecord files (one unit per file instruction of ``split``); raw elements are
+  (serialized example, file path)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  _tfds_builder(config)
+  builder = _tfds_builder(config)
   name, size, num_classes = config.dataset, config.image_size, config.num_classes
-  try:
-    ds = tfds.load(
-        name, split=split, data_dir=config.data_dir, download=False,
-        shuffle_files=shuffle, decoders={"image": tfds.decode.SkipDecoding()},
-        read_config=tfds.ReadConfig(
-            shuffle_seed=seed,
-            interleave_cycle_length=config.interleave_cycle_length))
-  except (AssertionError, FileNotFoundError, tf.errors.NotFoundError) as e:
+  if not builder.is_prepared():
     raise DataError(
         f"TFDS dataset {name!r} (split {split!r}) is not prepared in "
-        f"data_dir={config.data_dir!r} ({str(e).splitlines()[0]}). "
-        + _TFDS_FIX.format(name=name)) from None
-  except ValueError as e:  # e.g. an unknown split
-    raise DataError(f"TFDS dataset {name!r}: cannot read split {split!r}: {e}. "
-                    "Set Config.split (e.g. 'train').") from None
-  ds = ds.map(lambda ex: (ex["image"], ex["label"]))
+        f"data_dir={config.data_dir!r}. " + _TFDS_FIX.format(name=name))
+  try:
+    instructions = builder.info.splits[split].file_instructions
+  except (KeyError, ValueError, AssertionError) as e:  # e.g. an unknown split
+    first = (str(e).strip().splitlines() or [""])[0]
+    raise DataError(f"TFDS dataset {name!r}: cannot read split {split!r}: "
+                    f"{first}. Set Config.split (e.g. 'train').") from None
+  file_format = str(getattr(builder.info, "file_format", "tfrecord")).lower()
+  if "tfrecord" not in file_format:
+    raise DataError(f"TFDS dataset {name!r} is stored as {file_format}; prepare it "
+                    "with file_format='tfrecord' (`tfds build ... "
+                    "--file_format=tfrecord`).")
+  files = [str(fi.filename) for fi in instructions]
+  skips = [int(fi.skip) for fi in instructions]
+  counts = np.array([fi.take if fi.take >= 0 else fi.examples_in_shard - fi.skip
+                     for fi in instructions], np.int64)
+  paths, skip_t, take_t = (tf.constant(files), tf.constant(skips, tf.int64),
+                           tf.constant(counts, tf.int64))
 
-  def decode(encoded, label):
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+  def read(unit):
+    path = tf.gather(paths, unit)
+    ds = tf.data.TFRecordDataset(path).skip(tf.gather(skip_t, unit))
+    return ds.take(tf.gather(take_t, unit)).map(lambda r: (r, path))
+
+  features = builder.info.features
+
+  def decode(record, path):
+    ex = features.deserialize_example(
+        record, decoders={"image": tfds.decode.SkipDecoding()})
+    image = tf.io.decode_image(ex["image"], channels=3, expand_animations=False)
     image = _square_and_resize(image, size)
-    return image * (2.0 / 255.0) - 1.0, _check_label(label, num_classes, name)
-  return ds, decode
+    label = ex["label"]
+    check = _runtime_check(
+        (label >= 0) & (label < num_classes), path, ": a record has label ", label,
+        f" outside [0, num_classes={num_classes}); set Config.num_classes to "
+        "cover the labels.")
+    with tf.control_dependencies([check]):
+      label = tf.cast(label, tf.int32)
+    return image * (2.0 / 255.0) - 1.0, label
+  return Source(len(files), read, lambda: counts, decode, files)

@@ -114,12 +114,20 @@ def worker_id(strategy: tf.distribute.Strategy) -> str:
   return f"{resolver.task_type}_{resolver.task_id}"
 
 
+class BatchSizeError(ValueError):
+  """The global batch does not split evenly over the replicas."""
+
+
 def replica_batch_size(strategy: tf.distribute.Strategy, global_batch: int) -> int:
-  """The per-replica batch; raises ValueError if replicas do not divide it."""
+  """The per-replica batch; raises BatchSizeError if replicas do not divide it."""
   n = strategy.num_replicas_in_sync
   if global_batch % n:
-    raise ValueError(f"batch_size={global_batch} (global) is not divisible by the "
-                     f"{n} replicas of {type(strategy).__name__}.")
+    lower = global_batch // n * n
+    hint = f"{lower} or {lower + n}" if lower else f"{n}"
+    raise BatchSizeError(
+        f"batch_size={global_batch} (global) is not divisible by the {n} replicas "
+        f"of {type(strategy).__name__}; pass --set=batch_size={hint} (a multiple "
+        f"of {n}) or change the number of replicas.")
   return global_batch // n
 
 
