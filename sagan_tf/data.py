@@ -146,7 +146,8 @@ def make_dataset(config, batch_size: int, *, split: Optional[str] = None,
   # Batches are consecutive runs of batch_size records, so starting at record
   # k * batch_size equals skipping k batches, without decoding them.
   ds = order.stream(units, start=skip_batches * batch_size, repeat=repeat)
-  ds = ds.map(source.decode, num_parallel_calls=tf.data.AUTOTUNE,
+  ds = ds.map(tf.autograph.experimental.do_not_convert(source.decode),
+              num_parallel_calls=tf.data.AUTOTUNE,
               deterministic=True)
   ds = ds.batch(batch_size, drop_remainder=repeat)
   return ds.prefetch(tf.data.AUTOTUNE)

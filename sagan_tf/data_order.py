@@ -35,6 +35,8 @@ import numpy as np
 import tensorflow as tf
 
 _KEY_MAX = 2**62
+# No Python control flow in these tf.data functions: nothing for AutoGraph to do.
+_graph_fn = tf.autograph.experimental.do_not_convert
 
 
 @dataclasses.dataclass
@@ -96,9 +98,9 @@ class Order:
     idx = tf.cast(perm[block * c:(block + 1) * c], tf.int64)
     ds = tf.data.Dataset.from_tensor_slices(idx)
     if c == 1:
-      ds = ds.flat_map(units.read)
+      ds = ds.flat_map(_graph_fn(units.read))
     else:
-      ds = ds.interleave(units.read, cycle_length=c, block_length=1,
+      ds = ds.interleave(_graph_fn(units.read), cycle_length=c, block_length=1,
                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if not self.shuffle:
       return ds.skip(tf.cast(first_window, tf.int64) * self.window)
@@ -113,7 +115,7 @@ class Order:
       n = tf.shape(tf.nest.flatten(records)[0])[0]
       perm_w = _permutation_dynamic(n, _fold(key, first_window + w))
       return tf.nest.map_structure(lambda t: tf.gather(t, perm_w), records)
-    return ds.enumerate().map(shuffle_window).unbatch()
+    return ds.enumerate().map(_graph_fn(shuffle_window)).unbatch()
 
   def epoch(self, units: Units, epoch, first_block=0, first_window=0
             ) -> tf.data.Dataset:
@@ -124,7 +126,7 @@ class Order:
     if first_block + 1 >= blocks:
       return first
     rest = tf.data.Dataset.range(first_block + 1, blocks).flat_map(
-        lambda b: self._block(units, epoch, perm, b))
+        _graph_fn(lambda b: self._block(units, epoch, perm, b)))
     return first.concatenate(rest)
 
   def stream(self, units: Units, start: int = 0, repeat: bool = True
@@ -140,7 +142,7 @@ class Order:
     ds = self.epoch(units, epoch, block, window).skip(skip)
     if repeat:
       ds = ds.concatenate(tf.data.Dataset.range(epoch + 1, 2**62).flat_map(
-          lambda e: self.epoch(units, e)))
+          _graph_fn(lambda e: self.epoch(units, e))))
     return ds
 
   def locate(self, units: Units, position: int) -> Tuple[int, int, int, int]:

@@ -43,6 +43,9 @@ import tensorflow as tf
 from sagan_tf import record_io
 
 Decode = Callable[..., Tuple[tf.Tensor, tf.Tensor]]
+# tf.data functions here have no Python control flow: AutoGraph has nothing to
+# convert (and warns about closures it cannot parse).
+_graph_fn = tf.autograph.experimental.do_not_convert
 RUNTIME_TAG = "sagan_tf data: "
 
 DIGITS_CLASSES = 10
@@ -142,10 +145,15 @@ def digits_source(config) -> Source:
                     f"Config.num_classes={config.num_classes}; set num_classes=10.")
   images, labels = load_digits_images(config.image_size)
 
+  @_graph_fn
+  def read(unit):
+    del unit  # one unit
+    return tf.data.Dataset.from_tensor_slices((images, labels))
+
+  @_graph_fn
   def decode(image, label):
     return _to_unit_range(image), tf.cast(label, tf.int32)
-  return Source(1, lambda unit: tf.data.Dataset.from_tensor_slices((images, labels)),
-                lambda: np.array([len(labels)], np.int64), decode)
+  return Source(1, read, lambda: np.array([len(labels)], np.int64), decode)
 
 
 # ------------------------------------------------------------------------- TFRecord
@@ -195,26 +203,36 @@ _FEATURES = {
 }
 
 
-def _check_first_record(path: str, size: int, num_classes: int) -> None:
-  """Fails early, as a DataError, on the commonest mistakes in the first record."""
-  for raw in tf.data.TFRecordDataset(path).take(1):
-    try:
-      example = tf.io.parse_single_example(raw, _FEATURES)
-    except tf.errors.InvalidArgumentError as e:
-      raise DataError(
-          f"{path}: first record is not in the official SAGAN format (features "
-          f"'image_raw' bytes and 'label' int64): {e.message.splitlines()[0]}. "
-          "Write files with sagan_tf.data.write_official_tfrecord.") from None
-    got = int(tf.strings.length(example["image_raw"]))
-    if got != size * size * 3:
-      raise DataError(
-          f"{path}: image_raw has {got} bytes, expected {size * size * 3} "
-          f"(a {size}x{size}x3 uint8 image for Config.image_size={size}). Set "
-          "image_size to the records' size or rewrite the records.")
-    label = int(example["label"])
-    if not 0 <= label < num_classes:
-      raise DataError(f"{path}: label {label} outside [0, num_classes="
-                      f"{num_classes}); set Config.num_classes or fix the labels.")
+def _check_first_record(path: str, size: int, num_classes: int) -> bool:
+  """Fails early, as a DataError, on the commonest mistakes in the first record;
+  False if the file is empty."""
+  try:
+    raw = next(iter(tf.data.TFRecordDataset(path).take(1)))
+  except StopIteration:
+    return False
+  except tf.errors.DataLossError as e:
+    reason = e.message.splitlines()[0].split("}} ")[-1].split(" [Op:")[0]
+    raise DataError(
+        f"{path}: unreadable TFRecord file ({reason}); copy or write the file "
+        "again, or leave it out of the pattern.") from None
+  try:
+    example = tf.io.parse_single_example(raw, _FEATURES)
+  except tf.errors.InvalidArgumentError as e:
+    raise DataError(
+        f"{path}: first record is not in the official SAGAN format (features "
+        f"'image_raw' bytes and 'label' int64): {e.message.splitlines()[0]}. "
+        "Write files with sagan_tf.data.write_official_tfrecord.") from None
+  got = int(tf.strings.length(example["image_raw"]))
+  if got != size * size * 3:
+    raise DataError(
+        f"{path}: image_raw has {got} bytes, expected {size * size * 3} "
+        f"(a {size}x{size}x3 uint8 image for Config.image_size={size}). Set "
+        "image_size to the records' size or rewrite the records.")
+  label = int(example["label"])
+  if not 0 <= label < num_classes:
+    raise DataError(f"{path}: label {label} outside [0, num_classes="
+                    f"{num_classes}); set Config.num_classes or fix the labels.")
+  return True
 
 
 def _runtime_check(ok: tf.Tensor, *parts) -> tf.Operation:
@@ -236,23 +254,32 @@ def tfrecord_source(config) -> Source:
                     "pass --set=tfrecord_pattern='DIR/*.tfrecords' naming existing "
                     "files.")
   size, num_classes = config.image_size, config.num_classes
-  _check_first_record(files[0], size, num_classes)
-  try:  # reads only the record headers: catches truncated and foreign files
-    counts = np.array([record_io.count_records(f) for f in files], np.int64)
-  except record_io.RecordFileError as e:
-    raise DataError(str(e)) from None
-  empty = [f for f, n in zip(files, counts) if n == 0]
-  if len(empty) == len(files):
-    raise DataError(f"The files matching tfrecord_pattern={pattern!r} hold no "
-                    "records; check the pattern.")
+
+  @functools.lru_cache(maxsize=1)
+  def counts():
+    """Records per file; only a resume needs them (record_io.count_files)."""
+    try:  # reads only the record headers; also finds truncated/foreign files
+      found = record_io.count_files(files)
+    except record_io.RecordFileError as e:
+      raise DataError(str(e)) from None
+    if not found.sum():
+      raise DataError(f"The files matching Config.tfrecord_pattern={pattern!r} "
+                      "hold no records; pass --set=tfrecord_pattern= naming the "
+                      "data.")
+    return found
+
+  if not _check_first_record(files[0], size, num_classes):  # an empty first file
+    _check_first_record(files[int(np.argmax(counts() > 0))], size, num_classes)
   paths = tf.constant(files)
 
+  @_graph_fn
   def read(unit):
     path = tf.gather(paths, unit)
-    return tf.data.TFRecordDataset(path).map(lambda r: (r, path))
+    return tf.data.TFRecordDataset(path).map(_graph_fn(lambda r: (r, path)))
 
   expected = size * size * 3
 
+  @_graph_fn
   def decode(record, path):
     ex = tf.io.parse_single_example(record, _FEATURES)
     nbytes = tf.strings.length(ex["image_raw"])
@@ -272,7 +299,7 @@ def tfrecord_source(config) -> Source:
       label = tf.cast(label, tf.int32)
     image = tf.reshape(image, [size, size, 3])
     return _to_unit_range(image), label
-  return Source(len(files), read, lambda: counts, decode, files)
+  return Source(len(files), read, counts, decode, files)
 
 
 # ----------------------------------------------------------------------------- TFDS
@@ -373,13 +400,15 @@ def tfds_source(config, split: str) -> Source:
   paths, skip_t, take_t = (tf.constant(files), tf.constant(skips, tf.int64),
                            tf.constant(counts, tf.int64))
 
+  @_graph_fn
   def read(unit):
     path = tf.gather(paths, unit)
     ds = tf.data.TFRecordDataset(path).skip(tf.gather(skip_t, unit))
-    return ds.take(tf.gather(take_t, unit)).map(lambda r: (r, path))
+    return ds.take(tf.gather(take_t, unit)).map(_graph_fn(lambda r: (r, path)))
 
   features = builder.info.features
 
+  @_graph_fn
   def decode(record, path):
     ex = features.deserialize_example(
         record, decoders={"image": tfds.decode.SkipDecoding()})

@@ -22,6 +22,7 @@ def pattern(tmp_path, monkeypatch):
   """Seven files holding records tagged 0..27 (pixel [0, 0, 0] = tag); blocks of
   3 files (the cycle length a config may set; 16 by default)."""
   monkeypatch.setattr(data_order, "cycle_length_of", lambda config, default=16: 3)
+  monkeypatch.setenv("SAGAN_TF_CACHE_DIR", str(tmp_path / "cache"))
   rng = np.random.default_rng(0)
   start = 0
   for i, n in enumerate(SIZES):

@@ -92,3 +92,50 @@ def test_prepare_failure_is_one_data_error(tmp_path):
   assert "'sagan_test_tiny_images'" in msg and "Boom: disk full" in msg
   assert "tfds build sagan_test_tiny_images" in msg
   assert data_sources.is_tfds_dataset(cfg)
+
+
+class SaganTestOddImages(tfds.core.GeneratorBasedBuilder):
+  """Eight JPEG-encoded images of different non-square sizes, 1000 classes (like
+  imagenet2012), generated in memory."""
+  VERSION = tfds.core.Version("1.0.0")
+
+  def _info(self):
+    return self.dataset_info_from_configs(features=tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(None, None, 3)),
+        "label": tfds.features.ClassLabel(num_classes=1000)}))
+
+  def _split_generators(self, dl_manager):
+    return {"train": self._generate_examples()}
+
+  def _generate_examples(self):
+    rng = np.random.default_rng(1)
+    for i in range(8):
+      h, w = 40 + 7 * i, 90 - 5 * i
+      yield i, {"image": rng.integers(0, 256, (h, w, 3), np.uint8),
+                "label": 999 - i}
+
+
+def test_odd_sizes_many_classes_resume_and_subsplit(tmp_path):
+  cfg = config_lib.from_preset("tiny").replace(
+      dataset="sagan_test_odd_images", data_dir=str(tmp_path / "tfds"),
+      num_classes=1000, shuffle_buffer=3)
+  assert data.prepare_tfds_dataset(cfg) is True
+  straight = [(x.numpy(), y.numpy()) for x, y in data.make_dataset(cfg, 2).take(9)]
+  for x, y in straight:
+    assert x.shape == (2, 32, 32, 3) and x.dtype == np.float32
+    assert x.min() >= -1 and x.max() <= 1 and ((992 <= y) & (y <= 999)).all()
+  epoch = np.concatenate([y for _, y in straight[:4]])
+  assert sorted(epoch) == list(range(992, 1000))
+  resumed = [y.numpy() for _, y in data.make_dataset(cfg, 2, skip_batches=5).take(4)]
+  np.testing.assert_array_equal(np.concatenate(resumed),
+                                np.concatenate([y for _, y in straight[5:9]]))
+  half = [y.numpy() for _, y in data.make_dataset(
+      cfg, 8, split="train[:50%]", shuffle=False, repeat=False)]
+  full = [y.numpy() for _, y in data.make_dataset(
+      cfg, 8, shuffle=False, repeat=False)]
+  assert sorted(full[0]) == list(range(992, 1000))
+  np.testing.assert_array_equal(np.concatenate(half), full[0][:4])
+  with pytest.raises(DataError, match="1000 classes but Config.num_classes=10"):
+    data.make_dataset(cfg.replace(num_classes=10), 2)
+  with pytest.raises(DataError, match="cannot read split 'validation'"):
+    data.make_dataset(cfg, 2, split="validation")
