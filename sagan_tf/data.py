@@ -32,9 +32,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-import tensorflow as tf
-
 import numpy as np
+import tensorflow as tf
 
 from sagan_tf import data_order
 from sagan_tf import data_sources

@@ -56,6 +56,10 @@ def test_epochs_are_reshuffled_permutations_and_resume_is_exact(pattern):
   for k in (1, 5, 13, 14, 29, 43):
     resumed = tags(data.make_dataset(cfg, 2, skip_batches=k), 3)
     np.testing.assert_array_equal(resumed, straight[2 * k:2 * k + 6], err_msg=k)
+  # Windows of 1 record leave the interleaved order as it is: windows of 4 mix it.
+  interleaved = tags(data.make_dataset(cfg.replace(shuffle_buffer=1), 2), 14)
+  assert sorted(interleaved) == list(range(TOTAL))
+  assert list(interleaved) != list(epochs[0])
   other = tags(data.make_dataset(cfg, 2, seed=1), 14)
   assert list(other) != list(straight[:TOTAL])
 
