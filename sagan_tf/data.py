@@ -12,8 +12,8 @@ Order of operations: units (files) -> this pipeline's shard -> the seeded
 epoch/block/window order of ``sagan_tf.data_order`` -> decode -> batch ->
 prefetch. The order is a function of (seed, epoch), so ``skip_batches=k`` starts
 exactly where an uninterrupted run is after k batches, and finds that position
-by arithmetic: a resume reads at most one block of records (``cycle_length``
-files), whatever k (``scripts/resume_cost.py`` measures it).
+by arithmetic: a resume reads at most one block of records
+(``Config.interleave_cycle_length`` files), whatever k (``scripts/resume_cost.py`` measures it).
 
 Sharding (``input_context`` with several input pipelines, e.g. one per worker):
 with at least as many files as pipelines, pipeline i reads files i, i + n, ...
@@ -110,7 +110,8 @@ def make_dataset(config, batch_size: int, *, split: Optional[str] = None,
     split: TFDS split; default ``config.split``. Ignored by 'digits' (all 1797
       examples) and 'tfrecord' (the glob decides).
     shuffle: shuffle files and examples (windows of ``config.shuffle_buffer``
-      records); False reads the files in sorted order, one after the other.
+      records); False reads the sorted files ``config.interleave_cycle_length``
+      at a time, interleaved, in the same order every epoch.
     repeat: repeat forever and drop the last partial batch; if False, one pass
       with the last partial batch kept (for evaluation).
     seed: shuffle seed; default ``config.seed``. Same seed, same order.

@@ -29,7 +29,7 @@ files at a time) by a windowed shuffle instead of a sliding buffer.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -76,8 +76,8 @@ class Order:
     seed: the run's data seed.
     cycle_length: units per block (interleaved together).
     window: records per shuffle window (``Config.shuffle_buffer``).
-    shuffle: False reads the units in their given order, one after the other,
-      without shuffling (evaluation: "the first N in file order").
+    shuffle: False keeps the units in their given order (blocks of
+      ``cycle_length`` units interleaved, no windowed shuffle) in every epoch.
   """
   seed: int
   cycle_length: int
@@ -85,7 +85,7 @@ class Order:
   shuffle: bool = True
 
   def _cycle(self, units: Units) -> int:
-    return max(1, min(self.cycle_length, units.n)) if self.shuffle else 1
+    return max(1, min(self.cycle_length, units.n))
 
   def epoch_permutation(self, units: Units, epoch) -> tf.Tensor:
     if not self.shuffle:
@@ -176,11 +176,6 @@ def shard_counts(counts: Sequence[int], num_shards: int, index: int) -> np.ndarr
   return np.maximum(0, (counts - index + num_shards - 1) // num_shards)
 
 
-def cycle_length_of(config, default: int = 16) -> int:
-  """Units interleaved per block: ``Config.interleave_cycle_length`` (or
-  ``cycle_length``) when the config has one, else ``default``."""
-  for name in ("interleave_cycle_length", "cycle_length"):
-    value: Optional[int] = getattr(config, name, None)
-    if value:
-      return int(value)
-  return default
+def cycle_length_of(config) -> int:
+  """Units interleaved per block: ``Config.interleave_cycle_length``."""
+  return int(config.interleave_cycle_length)

@@ -19,9 +19,7 @@ def tag_of(images):
 
 @pytest.fixture
 def pattern(tmp_path, monkeypatch):
-  """Seven files holding records tagged 0..27 (pixel [0, 0, 0] = tag); blocks of
-  3 files (the cycle length a config may set; 16 by default)."""
-  monkeypatch.setattr(data_order, "cycle_length_of", lambda config, default=16: 3)
+  """Seven files holding records tagged 0..27 (pixel [0, 0, 0] = tag)."""
   monkeypatch.setenv("SAGAN_TF_CACHE_DIR", str(tmp_path / "cache"))
   rng = np.random.default_rng(0)
   start = 0
@@ -36,7 +34,8 @@ def pattern(tmp_path, monkeypatch):
 
 def cfg_for(pattern):
   return config_lib.from_preset("tiny").replace(
-      dataset="tfrecord", tfrecord_pattern=pattern, shuffle_buffer=4)
+      dataset="tfrecord", tfrecord_pattern=pattern, shuffle_buffer=4,
+      interleave_cycle_length=3)  # blocks of 3 files: 6, 15 and 7 records
 
 
 def tags(ds, n_batches):
@@ -101,6 +100,12 @@ def test_shards_are_whole_files_and_resume_per_shard(pattern):
   assert seen[1] == set().union(*files[1::2])
 
 
-def test_unshuffled_reads_files_in_order(pattern):
+def test_unshuffled_interleaves_sorted_files_by_block(pattern):
   got = tags(data.make_dataset(cfg_for(pattern), 4, shuffle=False, repeat=False), 7)
-  np.testing.assert_array_equal(got, np.arange(TOTAL))
+  starts = np.cumsum([0] + SIZES)
+  want = []
+  for block in ([0, 1, 2], [3, 4, 5], [6]):  # one record of each file in turn
+    queues = [list(range(starts[f], starts[f + 1])) for f in block]
+    while any(queues):
+      want += [q.pop(0) for q in queues if q]
+  np.testing.assert_array_equal(got, want)

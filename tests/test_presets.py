@@ -1,7 +1,6 @@
 """Preset-driven input pipeline parameters: the interleave cycle length reaches
 both file readers, and imagenet128 carries the official run's values."""
 import numpy as np
-import tensorflow_datasets as tfds
 
 from sagan_tf import config as config_lib
 from sagan_tf import data
@@ -23,18 +22,26 @@ def test_interleave_cycle_length_orders_tfrecord_files(tmp_path):
   assert order(2) == [0, 3, 1, 4, 2, 5]  # both files at once
 
 
-def test_interleave_cycle_length_reaches_tfds(monkeypatch):
+def test_interleave_cycle_length_reaches_tfds(tmp_path, monkeypatch):
+  # TFDS datasets are read from their files by sagan_tf.data_order, like TFRecords.
+  from sagan_tf import data_order  # pylint: disable=g-import-not-at-top
+  from tests.test_tfds_prepare import SaganTestTinyImages, write_pngs  # pylint: disable=g-import-not-at-top
   seen = []
-  load = tfds.load
+  order = data_order.Order
 
   def spy(*args, **kwargs):
-    seen.append(kwargs["read_config"].interleave_cycle_length)
-    return load(*args, **kwargs)
-  monkeypatch.setattr(tfds, "load", spy)
-  cfg = config_lib.from_preset("tiny").replace(dataset="cifar10",
-                                               interleave_cycle_length=7)
-  with tfds.testing.mock_data(num_examples=4):
-    x, _ = next(iter(data.make_dataset(cfg, 2)))
+    made = order(*args, **kwargs)
+    seen.append(made.cycle_length)
+    return made
+  monkeypatch.setattr(data_order, "Order", spy)
+  (tmp_path / "src").mkdir()
+  write_pngs(tmp_path / "src")
+  SaganTestTinyImages.source_dir = str(tmp_path / "src")
+  cfg = config_lib.from_preset("tiny").replace(
+      dataset="sagan_test_tiny_images", data_dir=str(tmp_path / "tfds"),
+      num_classes=3, interleave_cycle_length=7)
+  data.prepare_tfds_dataset(cfg)
+  x, _ = next(iter(data.make_dataset(cfg, 2)))
   assert x.shape == (2, 32, 32, 3) and seen == [7]
 
 
