@@ -7,11 +7,13 @@ r"""Times the train step (D steps + G step) or generator inference; prints one J
 
 The train step is the real one (``sagan_tf.train_step.TrainStep`` built by
 ``sagan_tf.train.Trainer`` in a throw-away workdir) fed with synthetic images kept
-in memory, so the input pipeline is not timed. Warm-up steps (tracing, XLA
-compilation) are excluded. Output keys: ms_per_step_{median,min,max},
+in memory, so the input pipeline is not timed; generation splits the batch over
+the replicas too. ``--batch_size`` is global, as in training. Warm-up steps
+(tracing, XLA compilation) are excluded. Output keys: ms_per_step_{median,min,max},
 images_per_s (real images per second for train, generated for generate),
-flops_per_step (graph profiler count of the step, forward and backward),
-achieved_gflops_per_s, peak_host_memory_mb, and the settings.
+flops_per_step (graph profiler count of the step over all replicas, forward and
+backward), achieved_gflops_per_s, peak_host_memory_mb, and the settings.
+``--jit_compile`` needs one replica (``--strategy=default``).
 """
 import json
 import os
@@ -22,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from launch.overrides import parse_sets  # noqa: E402
 from sagan_tf import config as config_lib  # noqa: E402
 
 _PRESET = flags.DEFINE_enum("preset", "tiny", sorted(config_lib.PRESETS), "Preset.")
@@ -34,71 +37,66 @@ _JIT = flags.DEFINE_bool("jit_compile", False, "XLA-compile the step.")
 _MIXED = flags.DEFINE_bool("mixed_precision", False, "mixed_bfloat16 policy.")
 _STRATEGY = flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
                               "tf.distribute strategy.")
-_CPU_REPLICAS = flags.DEFINE_integer("cpu_replicas", 0,
-                                     "Mirror over this many logical CPUs.")
-_SET = flags.DEFINE_multi_string("set", [], "field=value Config override.")
+_CPU_REPLICAS = flags.DEFINE_integer(
+    "cpu_replicas", 0, "With --strategy=mirrored: mirror over this many logical "
+    "CPU devices (0: the GPUs, or the CPU).")
+_SET = flags.DEFINE_multi_string("set", [], "field=value override of any Config "
+                                 "field (repeatable).")
+
+
+def build_config(preset, batch_size=None, jit_compile=False,
+                 mixed_precision=False, sets=()):
+  """The preset, then --set overrides, then the dedicated flags."""
+  overrides = parse_sets(sets)
+  overrides.update(jit_compile=jit_compile, mixed_precision=mixed_precision)
+  if batch_size:
+    overrides["batch_size"] = batch_size
+  try:
+    return config_lib.override(config_lib.from_preset(preset), overrides)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  config = build_config(_PRESET.value, _BATCH.value, _JIT.value, _MIXED.value,
+                        _SET.value)
+  # Before anything initialises TensorFlow's devices (cpu_replicas splits the CPU).
+  import logging as py_logging  # pylint: disable=g-import-not-at-top
   from sagan_tf import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
-  strategy = strategy_lib.make_strategy(_STRATEGY.value,
-                                        cpu_replicas=_CPU_REPLICAS.value)
-  # pylint: disable=g-import-not-at-top
-  import keras
-  import tensorflow as tf
-  from sagan_tf import benchmark
-  from sagan_tf import train as train_lib
-  from sagan_tf.models import build_models
-  # pylint: enable=g-import-not-at-top
-  overrides = dict(item.split("=", 1) for item in _SET.value)
-  overrides.update(jit_compile=_JIT.value, mixed_precision=_MIXED.value)
-  if _BATCH.value:
-    overrides["batch_size"] = _BATCH.value
-  config = config_lib.override(config_lib.from_preset(_PRESET.value), overrides)
-  b, s = config.batch_size, config.image_size
+  py_logging.getLogger("tensorflow").setLevel(py_logging.WARNING)
+  try:
+    strategy = strategy_lib.make_strategy(_STRATEGY.value,
+                                          cpu_replicas=_CPU_REPLICAS.value)
+    strategy_lib.replica_batch_size(strategy, config.batch_size)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  if config.jit_compile and strategy.num_replicas_in_sync > 1:
+    raise app.UsageError("--jit_compile works with one replica only "
+                         "(--strategy=default), not with "
+                         f"{strategy.num_replicas_in_sync} mirrored replicas.")
+  from sagan_tf import benchmark  # pylint: disable=g-import-not-at-top
 
-  if _MODE.value == "train":
-    def synthetic(strategy, config, skip_batches):
-      del skip_batches
-      images = tf.random.uniform([b, s, s, 3], -1.0, 1.0, seed=1)
-      labels = tf.random.uniform([b], 0, config.num_classes, tf.int32, seed=2)
-      ds = tf.data.Dataset.from_tensors((images, labels)).repeat()
-      return strategy.experimental_distribute_dataset(ds)
-    trainer = train_lib.Trainer(config, tempfile.mkdtemp(prefix="sagan_bench_"),
-                                strategy, dataset_fn=synthetic)
-    step = lambda: trainer.train_step(trainer.iterator)
-    # Model FLOPs from an un-jitted trace of the same replica step.
-    plain = tf.function(trainer.train_step._replica_step)  # pylint: disable=protected-access
-    batches = tuple((tf.TensorSpec([b // strategy.num_replicas_in_sync, s, s, 3]),
-                     tf.TensorSpec([b // strategy.num_replicas_in_sync], tf.int32))
-                    for _ in range(config.d_steps))
-    with strategy.scope():
-      flops = benchmark.count_flops(plain.get_concrete_function(
-          batches, tf.TensorSpec([], tf.int64))) * strategy.num_replicas_in_sync
-    images_per_step = b * config.d_steps
-  else:
-    if config.mixed_precision:
-      keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    with strategy.scope():
-      generator, _ = build_models(config)
-    z = tf.random.normal([b, config.z_dim], seed=3)
-    labels = tf.random.uniform([b], 0, config.num_classes, tf.int32, seed=4)
-    fn = lambda z, y: generator(z, y, training=False, update_u=False)
-    jitted = tf.function(fn, jit_compile=config.jit_compile)
-    step = lambda: jitted(z, labels)
-    flops = benchmark.count_flops(tf.function(fn).get_concrete_function(z, labels))
-    images_per_step = b
-
-  times = benchmark.time_steps(step, _STEPS.value, _WARMUP.value)
-  result = dict(preset=_PRESET.value, mode=_MODE.value, batch_size=b,
-                image_size=s, gf_dim=config.gf_dim, df_dim=config.df_dim,
+  with tempfile.TemporaryDirectory(prefix="sagan_bench_") as workdir:
+    if _MODE.value == "train":
+      workload = benchmark.train_workload(config, strategy, workdir)
+    else:
+      workload = benchmark.generate_workload(config, strategy)
+    try:
+      times = benchmark.time_steps(workload.step, _STEPS.value, _WARMUP.value)
+    finally:
+      workload.close()
+  result = dict(preset=_PRESET.value, mode=_MODE.value,
+                batch_size=config.batch_size, image_size=config.image_size,
+                gf_dim=config.gf_dim, df_dim=config.df_dim,
                 num_classes=config.num_classes, d_steps=config.d_steps,
                 jit_compile=config.jit_compile,
                 mixed_precision=config.mixed_precision,
                 strategy=_STRATEGY.value,
                 replicas=strategy.num_replicas_in_sync)
-  result.update(benchmark.summarize(times, images_per_step, flops))
+  result.update(benchmark.summarize(times, workload.images_per_step,
+                                    workload.flops))
   print(json.dumps(result), flush=True)
 
 

@@ -22,6 +22,7 @@ from absl import logging  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 
+from launch.overrides import parse_sets  # noqa: E402
 from sagan_tf import config as config_lib  # noqa: E402
 
 _PRESET = flags.DEFINE_enum("preset", None, sorted(config_lib.PRESETS),
@@ -64,12 +65,7 @@ def build_config(workdir, preset=None, steps=None, checkpoint_every=None,
   else:
     raise app.UsageError(f"--preset is required: {workdir!r} has no config.json "
                          f"to resume from.")
-  overrides = {}
-  for item in sets:
-    if "=" not in item:
-      raise app.UsageError(f"--set expects field=value, got {item!r}.")
-    key, value = item.split("=", 1)
-    overrides[key.strip()] = value.strip()
+  overrides = parse_sets(sets)
   for key, value in (("train_steps", steps), ("checkpoint_every", checkpoint_every),
                      ("jit_compile", jit_compile), ("dataset", dataset),
                      ("data_dir", data_dir)):

@@ -36,6 +36,7 @@ Deliberate deviations from the official code:
 """
 from __future__ import annotations
 
+import functools
 from typing import Dict, Optional
 
 import tensorflow as tf
@@ -172,10 +173,11 @@ class TrainStep:
     out["g_loss"] = self.g_step(step)
     return out
 
-  def _step(self, iterator):
+  def _step(self, iterator, replica_fn=None):
     batches = tuple(next(iterator) for _ in range(self.config.d_steps))
     step = self.step.read_value()
-    per_replica = self.strategy.run(self._replica_fn, args=(batches, step))
+    per_replica = self.strategy.run(replica_fn or self._replica_fn,
+                                    args=(batches, step))
     metrics = {n: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                for n, v in per_replica.items()}
     self.step.assign_add(1)
@@ -183,6 +185,21 @@ class TrainStep:
 
   def __call__(self, iterator) -> Dict[str, tf.Tensor]:
     return self._fn(iterator)
+
+  def trace(self, iterator):
+    """One global step on ``iterator`` traced, not run: a ``ConcreteFunction``.
+
+    Its ``.graph`` holds the whole replicated step as ``__call__`` runs it
+    (``d_steps`` batches from ``iterator``, ``strategy.run`` of the replica step,
+    the cross-replica reductions and the step increment), with the replica step
+    inlined and never XLA-compiled even when ``config.jit_compile`` is set, so graph
+    tools (e.g. the FLOP profiler of ``sagan_tf.benchmark``) see every op of every
+    replica. Works under any strategy, from outside ``strategy.scope()``; tracing
+    consumes no batch and changes no variable.
+    """
+    fn = tf.function(functools.partial(self._step, replica_fn=self._replica_step),
+                     autograph=False)
+    return fn.get_concrete_function(iterator)
 
 
 def make_optimizers(config: Config, generator, discriminator):

@@ -4,9 +4,15 @@ import os
 import subprocess
 import sys
 
+import pytest
 import tensorflow as tf
+from absl import app
 
+from launch import train as launch_train
+from launch.overrides import parse_sets
 from sagan_tf import benchmark
+from sagan_tf import config as config_lib
+from sagan_tf import train as train_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,3 +48,81 @@ def test_cli_prints_one_json_line():
   assert result["mode"] == "generate" and result["batch_size"] == 4
   assert result["timed_steps"] == 2 and result["flops_per_step"] > 0
   assert 0 < result["ms_per_step_min"] <= result["ms_per_step_median"]
+
+
+def _run_cli(*args):
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.benchmark", *args],
+      cwd=REPO, capture_output=True, text=True, timeout=600,
+      env=dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2"))
+  return proc
+
+
+def _json_line(proc):
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+  assert len(lines) == 1, proc.stdout
+  return json.loads(lines[0])
+
+
+def test_cli_train_under_two_mirrored_replicas(tmp_path):
+  """README's `--strategy=mirrored --cpu_replicas=2` command: the FLOPs of the
+  replicated step are those of one replica at the same global batch (plus each
+  replica's own power iterations and Adam updates, well under 1% here)."""
+  config = config_lib.from_preset("tiny")
+  workload = benchmark.train_workload(config, tf.distribute.get_strategy(),
+                                      str(tmp_path))
+  workload.close()
+  one_replica = workload.flops
+  result = _json_line(_run_cli("--preset=tiny", "--strategy=mirrored",
+                               "--cpu_replicas=2", "--steps=2", "--warmup=1"))
+  assert result["replicas"] == 2 and result["strategy"] == "mirrored"
+  assert result["mode"] == "train" and result["batch_size"] == config.batch_size
+  assert result["images_per_s"] > 0 and result["timed_steps"] == 2
+  assert one_replica > 10**8  # the tiny step: about 0.6 GFLOP
+  assert abs(result["flops_per_step"] - one_replica) <= 0.01 * one_replica
+
+
+def test_trace_runs_nothing(tmp_path):
+  """TrainStep.trace only traces: the step counter and the weights stay put."""
+  config = config_lib.from_preset("tiny")
+  trainer = train_lib.Trainer(config, str(tmp_path), tf.distribute.get_strategy(),
+                              dataset_fn=benchmark.synthetic_dataset_fn)
+  before = [w.numpy() for w in trainer.discriminator.weights]
+  graph = trainer.train_step.trace(trainer.iterator).graph
+  trainer.close()
+  assert int(trainer.step.numpy()) == 0
+  assert all((w.numpy() == b).all()
+             for w, b in zip(trainer.discriminator.weights, before))
+  assert any(op.type == "Conv2D" for op in graph.get_operations())
+
+
+def test_generate_workload_splits_the_batch_over_replicas():
+  config = config_lib.from_preset("tiny")
+  single = benchmark.generate_workload(config, tf.distribute.get_strategy())
+  mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  workload = benchmark.generate_workload(config, mirrored)
+  images = workload.step()
+  assert [tuple(x.shape) for x in images] == [(config.batch_size // 2, 32, 32, 3)] * 2
+  assert workload.images_per_step == single.images_per_step == config.batch_size
+  assert abs(workload.flops - single.flops) <= 0.01 * single.flops
+  with pytest.raises(ValueError, match="one replica"):
+    benchmark.generate_workload(config.replace(jit_compile=True), mirrored)
+
+
+def test_cli_rejects_a_set_without_equals_before_building_anything():
+  proc = _run_cli("--preset=tiny", "--set=batch_size")
+  assert proc.returncode != 0
+  assert "--set expects field=value, got 'batch_size'" in proc.stderr
+
+
+def test_parse_sets_is_shared_with_train():
+  assert parse_sets(["g_lr=2e-4", "g_attention=16,32", "tfrecord_pattern=a=b",
+                     " batch_size = 8 "]) == {
+                         "g_lr": "2e-4", "g_attention": "16,32",
+                         "tfrecord_pattern": "a=b", "batch_size": "8"}
+  for bad in ("batch_size", "=3"):
+    with pytest.raises(app.UsageError, match="field=value"):
+      parse_sets([bad])
+  with pytest.raises(app.UsageError, match="field=value"):
+    launch_train.build_config("/nonexistent", preset="tiny", sets=["g_lr"])
