@@ -117,8 +117,9 @@ class TrainStep:
           "and on TPU (always compiled), not with a multi-replica "
           f"{type(strategy).__name__}.")
     # The iterator's GetNext has no XLA kernel: only the replica step is compiled.
+    self._compiled = jit and not is_tpu
     self._replica_fn = (tf.function(self._replica_step, jit_compile=True)
-                        if jit and not is_tpu else self._replica_step)
+                        if self._compiled else self._replica_step)
     self._fn = tf.function(self._step, autograph=False)
 
   def _average(self, per_example):
@@ -197,6 +198,8 @@ class TrainStep:
     replica. Works under any strategy, from outside ``strategy.scope()``; tracing
     consumes no batch and changes no variable.
     """
+    if not self._compiled:  # the very function __call__ runs (its trace is reused)
+      return self._fn.get_concrete_function(iterator)
     fn = tf.function(functools.partial(self._step, replica_fn=self._replica_step),
                      autograph=False)
     return fn.get_concrete_function(iterator)
