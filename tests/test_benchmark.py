@@ -53,7 +53,7 @@ def test_cli_prints_one_json_line():
 def _run_cli(*args):
   proc = subprocess.run(
       [sys.executable, "-m", "launch.benchmark", *args],
-      cwd=REPO, capture_output=True, text=True, timeout=600,
+      cwd=REPO, capture_output=True, text=True, timeout=1800,
       env=dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2"))
   return proc
 
