@@ -1,7 +1,7 @@
 r"""Times the train step (D steps + G step) or generator inference; prints one JSON line.
 
-  python -m launch.benchmark --preset=imagenet128 --batch_size=4 --mode=train
-  python -m launch.benchmark --preset=imagenet128 --batch_size=4 --jit_compile
+  python -m launch.benchmark --preset=imagenet128 --batch_size=4 \
+      --set=bn_group_size=0 --jit_compile
   python -m launch.benchmark --preset=cifar10_32 --mode=generate --mixed_precision
   python -m launch.benchmark --preset=tiny --strategy=mirrored --cpu_replicas=2
 
