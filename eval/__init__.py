@@ -8,6 +8,7 @@ Modules:
 * ``features``: classifier outputs of image sets, batched across replicas;
 * ``real_stats``: real-image statistics, cached per protocol;
 * ``sampling``: seeded class-conditional samples from a generator;
+* ``grids``: truncated samples, latent and class interpolation grids;
 * ``evaluate``: the evaluation protocol, result files, summaries, watch mode;
 * ``testing``: a tiny stand-in classifier for tests.
 """

@@ -3,6 +3,8 @@ r"""Images from a sagan_tf checkpoint: a PNG grid and/or an .npz, no dataset nee
     python -m launch.sample --workdir=/runs/sagan --num=64 --png=samples.png
     python -m launch.sample --workdir=/runs/sagan --classes=1,2,3 --num=30 \
         --seed=7 --png=classes.png --npz=classes.npz
+    python -m launch.sample --workdir=/runs/sagan --grid=class_interp \
+        --interp_classes='3,7;1,2' --interp_steps=8 --png=class_interp.png
 
 The workdir may be one written by launch.train or converted from an official
 checkpoint by launch.convert (same layout). The EMA generator is used when the
@@ -11,6 +13,13 @@ classes to draw, in runs (the first images are the first class...); without it t
 classes are uniform. The .npz holds ``images`` (uint8 [N, S, S, 3]) and ``labels``
 (int32 [N]); the PNG is a square grid (sagan_tf.images). Noise and labels come
 from --seed (eval.sampling), so a command gives the same images every time.
+
+``--grid=latent_interp`` (rows: pairs of noises, one class each, from ``--classes``
+or uniform; columns: ``--interp_steps`` points from z_a to z_b) and
+``--grid=class_interp`` (rows: ``--interp_classes='3,7;1,2'`` pairs, one noise
+each; columns: the two classes' CBN parameters mixed from a to b) write an
+interpolation grid instead of the samples; ``--truncation=0.5`` applies the
+truncation trick to the noise of any grid (eval.grids).
 
 ``--attention_maps=attn.png`` draws, for the first min(--num, 4) of these samples,
 where each generator attention block looks from the ``--queries`` pixels
@@ -39,6 +48,15 @@ flags.DEFINE_string("attention_maps", None,
                     "Write the attention-map figure of the first samples here.")
 flags.DEFINE_string("queries", None, "Attention query pixels 'y,x;y,x' "
                     "(default: the four quadrant centres).")
+flags.DEFINE_enum("grid", "samples", ["samples", "latent_interp", "class_interp"],
+                  "What --png/--npz show: plain samples, latent interpolation "
+                  "rows or class interpolation rows (eval.grids).")
+flags.DEFINE_float("truncation", None, "Truncation trick: redraw noise entries "
+                   "with |z| > this (unset or 0 = off).")
+flags.DEFINE_integer("interp_steps", 8, "Images per interpolation row (t = 0..1).")
+flags.DEFINE_integer("interp_rows", 4, "Rows (noise pairs) of --grid=latent_interp.")
+flags.DEFINE_string("interp_classes", None, "Class pairs of --grid=class_interp, "
+                    "one row each: 'a,b;c,d'.")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -104,7 +122,8 @@ def main(argv):
                                              FLAGS.use_ema)
   except FileNotFoundError as e:
     raise app.UsageError(str(e)) from None
-  if FLAGS.png or FLAGS.npz:
+  plain = FLAGS.grid == "samples" and not FLAGS.truncation
+  if (FLAGS.png or FLAGS.npz) and plain:
     try:
       images, labels = sample(generator, FLAGS.num, classes, FLAGS.seed,
                               FLAGS.batch_size)
@@ -122,6 +141,35 @@ def main(argv):
     except ValueError as e:  # bad queries, or a generator without attention
       raise app.UsageError(str(e)) from None
     logging.info("Wrote %s (attention maps, step %d).", path, step)
+  if (FLAGS.png or FLAGS.npz) and not plain:
+    for path in write_grid(generator, classes):
+      logging.info("Wrote %s (%s grid, step %d).", path, FLAGS.grid, step)
+
+
+def write_grid(generator, classes):
+  """--grid / --truncation outputs (eval.grids); returns the paths written."""
+  from eval import grids  # pylint: disable=g-import-not-at-top
+  common = dict(seed=FLAGS.seed, truncation=FLAGS.truncation,
+                batch_size=FLAGS.batch_size)
+  try:
+    grids.check_truncation(FLAGS.truncation)
+    if FLAGS.grid == "samples":
+      grid = grids.sample_grid(generator, FLAGS.num, classes=classes, **common)
+    elif FLAGS.grid == "latent_interp":
+      grid = grids.latent_interpolation(generator, FLAGS.interp_rows,
+                                        FLAGS.interp_steps, classes=classes,
+                                        **common)
+    else:
+      try:
+        pairs = grids.parse_pairs(FLAGS.interp_classes)
+      except ValueError as e:
+        raise app.UsageError(
+            f"--interp_classes={FLAGS.interp_classes!r}: {e}") from None
+      grid = grids.class_interpolation(generator, pairs, FLAGS.interp_steps,
+                                       **common)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  return grids.write_grid(grid, FLAGS.png, FLAGS.npz)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
   gamma `[classes, C]` (ones) and beta (zeros) gathered by label; in training,
   batch moments over N, H, W with the biased variance and eps 1e-5; moving mean and
   variance of shape `[1, 1, 1, C]` (official names ``mean``/``var``) with decay 0.999,
-  used in inference.
+  used in inference. An addition for class interpolation (not in the official
+  code; int labels are unchanged): labels may also be `[N, classes]` float mixture
+  weights, and gamma/beta are then the weighted sums of the class rows.
 * ``BatchNorm`` is the official ``g_bn`` (``tf.contrib.layers.batch_norm`` with decay
   0.9999, eps 1e-5, fused in TF 1.5 and so clamped to 1.001e-5): batch statistics in
   training with the biased variance in the normalisation, but the moving variance is
@@ -239,6 +241,9 @@ def _normalize(x, mean, var, gamma, beta, eps):
 class ConditionalBatchNorm(keras.layers.Layer):
   """Class-conditional batch norm: call ``layer(x, labels, training=...)``.
 
+  ``labels`` are `[N]` int classes, or `[N, num_classes]` float weights of a
+  class mixture (see ``class_parameters``).
+
   Args:
     num_classes: number of classes (rows of gamma and beta).
     decay: moving-average decay (official 0.999).
@@ -268,12 +273,39 @@ class ConditionalBatchNorm(keras.layers.Layer):
         name="moving_variance", shape=(1, 1, 1, c), initializer="ones",
         trainable=False, autocast=False, aggregation="mean")
 
+  def class_parameters(self, labels):
+    """Per-example (gamma, beta), each `[N, 1, 1, C]` float32.
+
+    Args:
+      labels: `[N]` int classes (the official gather), or `[N, num_classes]`
+        float mixture weights: gamma = weights @ gamma_table, likewise beta
+        (class interpolation, eval.grids; one-hot rows give exactly
+        the int labels' parameters).
+    """
+    labels = tf.convert_to_tensor(labels)
+    if labels.shape.rank == 2:
+      if labels.shape[-1] is not None and labels.shape[-1] != self.num_classes:
+        raise ValueError(
+            f"{self.name}: class mixture weights have {labels.shape[-1]} columns, "
+            f"the layer has {self.num_classes} classes; give [N, {self.num_classes}] "
+            "weights or [N] int labels.")
+      weights = tf.cast(labels, tf.float32)
+      gamma = tf.matmul(weights, self.gamma)
+      beta = tf.matmul(weights, self.beta)
+    elif labels.shape.rank == 1:
+      labels = tf.cast(labels, tf.int32)
+      gamma = tf.gather(self.gamma, labels)
+      beta = tf.gather(self.beta, labels)
+    else:
+      raise ValueError(f"{self.name}: labels must be [N] int classes or "
+                       f"[N, {self.num_classes}] mixture weights, got shape "
+                       f"{labels.shape}.")
+    return gamma[:, None, None, :], beta[:, None, None, :]
+
   def call(self, x, labels, training=False):
     dtype = x.dtype
     x32 = tf.cast(x, tf.float32)
-    labels = tf.cast(labels, tf.int32)
-    gamma = tf.gather(self.gamma, labels)[:, None, None, :]
-    beta = tf.gather(self.beta, labels)[:, None, None, :]
+    gamma, beta = self.class_parameters(labels)
     d = self.decay
     if training and self.group_size:
       (mean, var), (g_mean, g_var, _) = grouped_moments(x32, self.group_size)
