@@ -22,6 +22,18 @@ def workdir(tmp_path_factory):
   config = from_preset("tiny")
   g, d = build_models(config)
   ema, _ = build_models(config)  # other random weights
+  # As after training: open attention gates (fresh ones are 0, so the attention
+  # would add nothing and a bug in it could not show) and BN moving statistics
+  # away from their initial 0 and 1.
+  rng = np.random.default_rng(0)
+  for model in (g, ema):
+    for w in model.weights:
+      if w.name == "sigma_ratio":
+        w.assign(0.7)
+      elif w.name == "moving_mean":
+        w.assign(rng.normal(0.0, 0.3, w.shape))
+      elif w.name == "moving_variance":
+        w.assign(rng.uniform(0.5, 2.0, w.shape))
   path = str(tmp_path_factory.mktemp("sample") / "run")
   checkpoint_lib.save_models(path, config, g, d, step=4, ema_generator=ema)
   return path, g, ema
