@@ -1,9 +1,11 @@
 """Progress lines, the NaN guard, sample inputs and the TensorBoard/PNG writer."""
+import glob
 import math
 import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from sagan_tf import config as config_lib
@@ -31,6 +33,8 @@ def test_progress_line_and_eta():
     assert part in line, (part, line)
   first = summaries.Progress(1, 10, METRICS, float("nan"), float("nan"))
   assert "speed after step 1" in first.line() and "ETA ?" in first.line()
+  resumed = summaries.Progress(8, 10, METRICS, float("nan"), float("nan"))
+  assert "speed after step 8" in resumed.line()  # a run resumed at step 7
   assert summaries.format_duration(3725) == "1h02m05s"
   assert summaries.format_duration(math.inf) == "?"
 
@@ -47,16 +51,53 @@ def test_fixed_sample_inputs_one_row_per_class():
   assert grid == (8, 8) and labels.shape == (64,) and labels.numpy().max() < 1000
 
 
+def read_events(logdir):
+  """{tag: [(step, value)]} of every event file in logdir: scalars as floats,
+  images as decoded uint8 arrays."""
+  out = {}
+  for f in glob.glob(os.path.join(logdir, "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(f):
+      for v in event.summary.value:
+        value = tf.make_ndarray(v.tensor)
+        if value.ndim == 0:
+          value = float(value)
+        else:  # an image summary: [width, height, PNG...]
+          value = tf.io.decode_png(value[2]).numpy()
+        out.setdefault(v.tag, []).append((event.step, value))
+  return out
+
+
 def test_writer_writes_png_and_events(tmp_path):
   writer = summaries.SummaryWriter(str(tmp_path))
   images = np.random.default_rng(0).uniform(-1, 1, (6, 8, 8, 3)).astype(np.float32)
   path = writer.samples(42, images, grid=(2, 3))
   p = summaries.Progress(42, 100, METRICS, 1.0, 4.0)
-  writer.scalars(42, p, {"attention/g_non_local/sigma_ratio": 0.1})
+  extra = {"attention/g_non_local/sigma_ratio": 0.125,
+           "attention/d_non_local/sigma_ratio": -0.25,
+           "lr/generator": 1e-4, "lr/discriminator": 4e-4}
+  writer.scalars(42, p, extra)
+  writer.scalars(43, summaries.Progress(43, 100, METRICS, float("nan"),
+                                        float("nan")), {})
   writer.close()
   assert path == os.path.join(str(tmp_path), "samples", "step_0000042.png")
   assert Image.open(path).size == (3 * 9 - 1, 2 * 9 - 1)
-  assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path))
+  # The tags the README names, with their values and steps.
+  events = read_events(str(tmp_path))
+  want = {"losses/d_loss": 1.5, "losses/d_loss_real": 0.75,
+          "losses/d_loss_fake": 0.75, "losses/g_loss": -0.25,
+          "logits/real": 0.5, "logits/fake": -0.5,
+          "speed/steps_per_sec": 1.0, "speed/images_per_sec": 4.0, **extra}
+  assert set(events) == set(want) | {"samples"}, sorted(events)
+  for tag, value in want.items():
+    assert events[tag][0] == (42, pytest.approx(value, rel=1e-6)), tag
+  # Step 43 has no speed yet (NaN): no speed scalars, every other one.
+  assert len(events["speed/steps_per_sec"]) == 1
+  assert events["losses/g_loss"][1] == (43, pytest.approx(-0.25))
+  # The sample grid image: the PNG's pixels.
+  ((step, grid),) = events["samples"]
+  assert step == 42
+  with Image.open(path) as png:
+    np.testing.assert_array_equal(grid, np.asarray(png.convert("RGB")))
 
 
 def test_disabled_writer_writes_nothing(tmp_path):
