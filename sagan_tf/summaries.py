@@ -65,7 +65,8 @@ class Progress:
              f"g_loss {m['g_loss']:.4f}",
              f"logits real {m['real_logits']:+.3f} fake {m['fake_logits']:+.3f}",
              (f"{self.steps_per_sec:.2f} steps/s, {self.images_per_sec:.0f} img/s"
-              if math.isfinite(self.steps_per_sec) else "speed after step 1"),
+              if math.isfinite(self.steps_per_sec)
+              else f"speed after step {self.step}"),  # a resumed run's first log
              f"ETA {format_duration(self.eta_seconds)}"]
     return " | ".join(parts)
 

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from sagan_tf import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
@@ -19,6 +20,7 @@ from sagan_tf import train as train_lib
 from sagan_tf.models import build_models
 from sagan_tf.run_state import CheckpointMismatchError
 from sagan_tf.spectral_norm import power_iteration
+from tests.test_summaries import read_events
 
 TINY = config_lib.from_preset("tiny").replace(
     log_every=1, sample_every=2, checkpoint_every=2)
@@ -74,7 +76,28 @@ def test_default_strategy_trains_logs_and_saves(straight):
       "step_0000002.png", "step_0000004.png"]
   assert result.checkpoint.endswith("ckpt-4")
   assert ckpt_lib.load_config(workdir) == TINY
-  assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
+  # TensorBoard: the README's tags, as the trainer fills them.
+  events = read_events(workdir)
+  gates = ["attention/g_non_local/sigma_ratio", "attention/d_non_local/sigma_ratio"]
+  assert set(events) == {
+      "losses/d_loss", "losses/d_loss_real", "losses/d_loss_fake", "losses/g_loss",
+      "logits/real", "logits/fake", "lr/generator", "lr/discriminator",
+      "speed/steps_per_sec", "speed/images_per_sec", "samples", *gates}
+  assert [s for s, _ in events["losses/d_loss"]] == [1, 2, 3, 4]
+  assert [s for s, _ in events["speed/steps_per_sec"]] == [2, 3, 4]  # not step 1
+  assert [s for s, _ in events["samples"]] == [2, 4]
+  for p in logs:
+    assert events["losses/g_loss"][p.step - 1] == (
+        p.step, pytest.approx(p.metrics["g_loss"], rel=1e-6))
+    assert events["logits/fake"][p.step - 1][1] == pytest.approx(
+        p.metrics["fake_logits"], rel=1e-6)
+  assert events["lr/generator"][-1] == (4, pytest.approx(TINY.g_lr))
+  assert events["lr/discriminator"][-1] == (4, pytest.approx(TINY.d_lr))
+  for tag, layer in zip(gates, (g.g_non_local, d.d_non_local)):
+    assert events[tag][-1] == (4, pytest.approx(float(layer.sigma_ratio.numpy())))
+  with Image.open(os.path.join(workdir, "samples", "step_0000004.png")) as png:
+    np.testing.assert_array_equal(events["samples"][-1][1],
+                                  np.asarray(png.convert("RGB")))
 
 
 def test_sampling_changes_no_state(straight):
@@ -118,7 +141,10 @@ def test_resume_is_bit_identical_and_sigterm_saves(straight, tmp_path):
       shutil.copy(os.path.join(src, f), os.path.join(workdir, "checkpoints"))
   _write_checkpoint_state(os.path.join(workdir, "checkpoints"), "ckpt-2")
 
+  lines = []
+
   def sigterm_during_step_4(progress):
+    lines.append(progress.line())
     if progress.step == 3:
       os.kill(os.getpid(), signal.SIGTERM)
 
@@ -133,6 +159,9 @@ def test_resume_is_bit_identical_and_sigterm_saves(straight, tmp_path):
   # ...and it then ends where the uninterrupted run ended, bit for bit.
   assert not trainer.run(4).stopped
   trainer.close()
+  # Each run's first log line (no speed yet) names the step it is at.
+  assert len(lines) == 2 and "speed after step 3" in lines[0], lines
+  assert "speed after step 4" in lines[1], lines
   a = train_lib.variables_of(straight["workdir"])
   b = train_lib.variables_of(workdir)
   assert a.keys() == b.keys() and len(a) > 200
