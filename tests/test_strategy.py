@@ -1,5 +1,9 @@
-"""Strategy construction: default, mirrored over the 2 logical CPUs of conftest,
-multi-worker and TPU with the cluster machinery mocked."""
+"""Strategy construction: default and mirrored (over the 2 logical CPUs of
+conftest) for real; multi-worker and TPU as WIRING tests only (``*_wiring_*``):
+the strategy classes and the TPU cluster calls are mocks, so these check which
+calls make_strategy makes, in what order, not that a cluster works. The real
+multi-worker run (two worker processes training over gRPC) is
+tests/test_multiworker.py; there is no TPU run here (no TPU on this machine)."""
 from unittest import mock
 
 import pytest
@@ -42,7 +46,8 @@ def test_bad_arguments(kwargs, message):
     strategy_lib.make_strategy(**kwargs)
 
 
-def test_multiworker_needs_tf_config(monkeypatch):
+def test_multiworker_wiring_needs_tf_config(monkeypatch):
+  # Wiring only: MultiWorkerMirroredStrategy is a mock (real run: test_multiworker).
   monkeypatch.delenv("TF_CONFIG", raising=False)
   with pytest.raises(ValueError, match="TF_CONFIG"):
     strategy_lib.make_strategy("multiworker")
@@ -52,7 +57,8 @@ def test_multiworker_needs_tf_config(monkeypatch):
     assert strategy_lib.make_strategy("multiworker") is mwms.return_value
 
 
-def test_tpu_path_resolves_connects_initialises():
+def test_tpu_wiring_resolves_connects_initialises():
+  # Wiring only: resolver, connect, initialise and TPUStrategy are all mocks.
   calls = []
   resolver = object()
   with mock.patch.object(tf.distribute.cluster_resolver, "TPUClusterResolver",
