@@ -97,12 +97,55 @@ def test_parse_and_default_queries():
   assert am.default_queries(32) == [(8, 8), (8, 24), (24, 8), (24, 24)]
 
 
+def numpy_attention_maps(generator, z, labels, queries):
+  """Independent of attention_maps: captures the input of the generator's one
+  attention block, applies the block's own 1x1 projections (kernel / sigma) and
+  the softmax in numpy, and reads the query rows (keys: the 2x2-max-pooled grid,
+  row-major).
+
+  Returns:
+    (images `[N, S, S, 3]`, maps `[N, Q, r/2, r/2]`) of the block at resolution r.
+  """
+  inputs = []
+  attend = generator._attend  # pylint: disable=protected-access
+
+  def recording_attend(block_name, x, update_u, maps):
+    if block_name in generator._attention_after:  # pylint: disable=protected-access
+      inputs.append(x.numpy().astype(np.float64))
+    return attend(block_name, x, update_u, maps)
+  generator._attend = recording_attend  # pylint: disable=protected-access
+  try:
+    images = generator(tf.constant(z), tf.constant(labels), training=False,
+                       update_u=False).numpy()
+  finally:
+    del generator._attend  # pylint: disable=protected-access
+  ((_, layer),) = generator.attention_layers
+  (x,) = inputs
+  n, r, _, c = x.shape
+  k, s = r // 2, images.shape[1]
+
+  def project(conv):  # 1x1 conv without bias, W / sigma
+    w = conv.kernel.numpy().reshape(c, -1) / float(conv.sigma().numpy())
+    return x @ w  # [N, r, r, C']
+
+  def pool(t):  # 2x2 max pooling
+    return t.reshape(n, k, 2, k, 2, -1).max(axis=(2, 4)).reshape(n, k * k, -1)
+
+  theta = project(layer.theta).reshape(n, r * r, -1)
+  logits = theta @ pool(project(layer.phi)).transpose(0, 2, 1)  # [N, r*r, k*k]
+  attn = np.exp(logits - logits.max(-1, keepdims=True))
+  attn /= attn.sum(-1, keepdims=True)
+  rows = [(y * r // s) * r + (x_ * r // s) for y, x_ in queries]
+  return images, attn[:, rows].reshape(n, len(queries), k, k)
+
+
 def test_sample_cli_writes_attention_figure(tmp_path):
   import subprocess
   import sys
   from eval import sampling
   from sagan_tf import checkpoint as ckpt_lib
   from sagan_tf.config import from_preset
+  from sagan_tf.images import to_uint8
   from sagan_tf.models import build_models
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   config = from_preset("tiny")
@@ -112,6 +155,7 @@ def test_sample_cli_writes_attention_figure(tmp_path):
   workdir = str(tmp_path / "run")
   ckpt_lib.save_models(workdir, config, g, d, step=2, ema_generator=ema)
   path = str(tmp_path / "attn.png")
+  queries = [(2, 3), (30, 17)]
   proc = subprocess.run(
       [sys.executable, "-m", "launch.sample", f"--workdir={workdir}", "--num=3",
        "--classes=4,7", "--seed=5", "--queries=2,3;30,17",
@@ -120,12 +164,38 @@ def test_sample_cli_writes_attention_figure(tmp_path):
       capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   fig = np.asarray(Image.open(path).convert("RGB"))
-  # 3 samples x 1 attention block (16x16), 1 + 2 queries, 128 px panels, 4 px gaps.
-  assert fig.shape == (3 * 132 - 4, 3 * 132 - 4, 3)
   z, labels = sampling.NoiseAndLabels(16, 10, seed=5, classes=[4, 7],
                                       num=3).take(3)
   np.testing.assert_array_equal(labels, [4, 4, 7])
-  images, maps = am.attention_maps(ema, z, labels, [(2, 3), (30, 17)],
-                                   return_images=True)
-  want = am.render_attention_figure(images, maps, [(2, 3), (30, 17)])
-  assert np.abs(fig.astype(int) - want.astype(int)).mean() < 0.5
+  images, maps = numpy_attention_maps(ema, z, labels, queries)
+  assert maps.shape == (3, 2, 8, 8)
+  # The figure by construction: a row per sample (one attention block, 16x16), a
+  # column for the image and one per query, 128 px panels (x4), 4 px white gaps.
+  p, gap = 128, 4
+  assert fig.shape == (3 * (p + gap) - gap, 3 * (p + gap) - gap, 3)
+  gaps = np.zeros(fig.shape[:2], bool)
+  for i in range(1, 3):
+    gaps[i * (p + gap) - gap:i * (p + gap)] = True
+    gaps[:, i * (p + gap) - gap:i * (p + gap)] = True
+  assert (fig[gaps] == 255).all()
+  # Query markers (radius P/24) centred on the query pixel: all of them on the
+  # image panel, query j's alone on its overlay.
+  yy, xx = np.mgrid[0:p, 0:p]
+  centres = [(4 * y + 2, 4 * x + 2) for y, x in queries]
+  discs = [(yy - cy) ** 2 + (xx - cx) ** 2 <= (p // 24) ** 2 for cy, cx in centres]
+  colours = am._MARKER_COLOURS  # pylint: disable=protected-access
+  for i in range(3):
+    big = np.repeat(np.repeat(to_uint8(images[i]), 4, 0), 4, 1)
+    panels = [fig[i * (p + gap):i * (p + gap) + p,
+                  col * (p + gap):col * (p + gap) + p] for col in range(3)]
+    outside = ~(discs[0] | discs[1])
+    np.testing.assert_array_equal(panels[0][outside], big[outside])
+    for j, (cy, cx) in enumerate(centres):
+      np.testing.assert_array_equal(panels[0][cy, cx], colours[j])
+      np.testing.assert_array_equal(panels[1 + j][cy, cx], colours[j])
+      # The overlay of the numpy map of query j, upsampled (each key cell 16x16
+      # px): the CLI drew the same attention, within uint8 rounding.
+      heat = np.repeat(np.repeat(maps[i, j], 16, 0), 16, 1)
+      want = am._overlay(big, heat)  # pylint: disable=protected-access
+      diff = np.abs(panels[1 + j].astype(int) - want.astype(int))[~discs[j]]
+      assert diff.max() <= 1, (i, j, diff.max())
