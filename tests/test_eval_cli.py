@@ -9,9 +9,11 @@ import pytest
 import scipy.linalg
 import tensorflow as tf
 
+from eval import sampling
 from eval.testing import save_tiny_classifier
 from sagan_tf import checkpoint as checkpoint_lib
 from sagan_tf.config import from_preset
+from sagan_tf.data import make_dataset
 from sagan_tf.models import build_models
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,9 +30,12 @@ def run_eval(*args):
 
 
 def independent(path, images):
-  """Activations of the saved module (resized as the real network's input)."""
-  x = tf.compat.v1.image.resize_bilinear(images.astype(np.float32) / 127.5 - 1.0,
-                                         [299, 299])
+  """Activations of the saved module (resized as the real network's input) for
+  uint8 images, or floats in [-1, 1]."""
+  x = np.asarray(images, np.float32)
+  if images.dtype == np.uint8:
+    x = x / 127.5 - 1.0
+  x = tf.compat.v1.image.resize_bilinear(x, [299, 299])
   out = tf.saved_model.load(path)(x)
   logits = out["logits"].numpy().astype(np.float64)
   pool = out["pool_3"].numpy().reshape(len(images), -1).astype(np.float64)
@@ -83,7 +88,16 @@ def test_evaluate_workdir_on_digits(tmp_path):
   out = run_eval(f"--workdir={workdir}", f"--inception_path={cls}",
                  "--num_samples=10", "--batch_size=5",
                  f"--cache_dir={tmp_path / 'cache'}")
-  assert out["step"] == 3 and np.isfinite([out["IS"], out["FID"], out["KID"]]).all()
+  assert out["step"] == 3
+  # Independent: the first 10 digits, the same seeded samples, numpy metrics.
+  real = np.concatenate([x for x, _ in make_dataset(
+      config, 5, split="train", shuffle=False, repeat=False).take(2)])
+  _, g, _, _ = checkpoint_lib.load_models(workdir)
+  fake, _ = sampling.generate(g, 10, seed=0, batch_size=5)
+  (_, pool_real), (logits, pool_fake) = independent(cls, real), independent(cls, fake)
+  assert out["IS"] == pytest.approx(np_is(logits), rel=1e-3)
+  assert out["FID"] == pytest.approx(np_fid(pool_real, pool_fake), rel=1e-3)
+  assert out["KID"] == pytest.approx(np_kid(pool_real, pool_fake), rel=1e-3)
   with open(os.path.join(workdir, "eval", "metrics_000000003.json")) as f:
     saved = json.load(f)
   assert saved["metrics"]["FID"] == pytest.approx(out["FID"])

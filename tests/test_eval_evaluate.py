@@ -18,9 +18,12 @@ from eval.testing import save_tiny_classifier
 from sagan_tf import checkpoint as checkpoint_lib
 from sagan_tf.config import from_preset
 from sagan_tf.models import build_models
+from tests.test_eval_cli import np_kid
 
+# kid_max_samples covers both sets, so KID uses every activation and can be
+# checked against numpy (the reservoir subset is tested in test_eval_metrics).
 PROTOCOL = evaluate.Protocol(num_samples=20, num_real=24, batch_size=8,
-                             kid_max_samples=16)
+                             kid_max_samples=24)
 
 
 class FakeData:
@@ -94,7 +97,9 @@ def test_checkpoint_metrics_match_independent_computation(evaluated, classifier)
   p = tf.nn.softmax(tf.cast(fake["logits"], tf.float64)).numpy()
   is_ref = np.exp(np.mean(np.sum(p * (np.log(p) - np.log(p.mean(0))), axis=1)))
   assert m["IS"] == pytest.approx(is_ref, rel=1e-4)
-  assert np.isfinite(m["KID"])
+  assert m["KID"] == pytest.approx(np_kid(real["pool_3"].numpy().astype(np.float64),
+                                          fake["pool_3"].numpy().astype(np.float64)),
+                                   rel=1e-4)
   # Written with its protocol, and as TensorBoard scalars.
   with open(evaluate.result_path(workdir, 5)) as f:
     saved = json.load(f)
