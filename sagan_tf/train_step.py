@@ -36,13 +36,17 @@ Deliberate deviations from the official code:
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+import functools
+from typing import Callable, Dict, Optional
 
 import tensorflow as tf
 
 from sagan_tf import strategy as strategy_lib
 from sagan_tf.config import Config
 from sagan_tf.losses import get_loss
+
+# How the step reads the spectral-norm u: see the module docstring.
+VARIABLE_READS = ("tf1", "resource")
 
 # Metric names returned by every step (global means over the batch, float32).
 METRICS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "real_logits",
@@ -84,6 +88,13 @@ class TrainStep:
     g_optimizer, d_optimizer: built Keras optimizers.
     step: int64 scalar variable, the global step; incremented once per call.
     ema: optional ``sagan_tf.ema.EMA`` updated after each G step.
+    noise_fn: optional ``noise_fn(batch, step, substep, replica_id) -> (z
+      [batch, z_dim] float32, labels [batch] int32)``, the noise of each
+      substep (``substep == config.d_steps`` is the G step; ``step`` is the
+      global step as an int64 tensor, ``replica_id`` an int32 tensor, ``batch``
+      the per-replica batch as a Python int). It runs inside the step's
+      ``tf.function`` (and ``strategy.run``), once per substep. None draws
+      ``sample_noise(config, ...)``. Tests feed recorded noise through it.
 
   Call: ``step_fn(iterator)`` with an iterator over the distributed dataset
   (per-replica ``(images [B/R, S, S, 3], labels [B/R])``); consumes ``d_steps``
@@ -92,7 +103,9 @@ class TrainStep:
   """
 
   def __init__(self, config: Config, strategy, generator, discriminator,
-               g_optimizer, d_optimizer, step: tf.Variable, ema=None):
+               g_optimizer, d_optimizer, step: tf.Variable, ema=None,
+               noise_fn: Optional[Callable] = None,
+               variable_reads: Optional[str] = None):
     self.config = config
     self.strategy = strategy
     self.generator = generator
@@ -101,11 +114,13 @@ class TrainStep:
     self.d_optimizer = d_optimizer
     self.step = step
     self.ema = ema
+    self.noise_fn = noise_fn or functools.partial(sample_noise, config)
     self.loss = get_loss(config.loss)
     self.global_batch = config.batch_size
     self.replica_batch = strategy_lib.replica_batch_size(strategy,
                                                          config.batch_size)
     self.update_u_on_fake = bool(discriminator.variant.d_update_u_on_fake)
+    self.tf1_reads = _tf1_reads(variable_reads, generator, discriminator)
     jit = bool(config.jit_compile)
     is_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
     if jit and strategy.num_replicas_in_sync > 1 and not is_tpu:
@@ -127,16 +142,37 @@ class TrainStep:
   def _replica_id(self):
     return tf.distribute.get_replica_context().replica_id_in_sync_group
 
+  def _noise(self, step, substep):
+    """(z, labels) of one substep from ``noise_fn``, shape- and dtype-checked."""
+    b = self.replica_batch
+    z, labels = self.noise_fn(b, step, substep, self._replica_id())
+    z, labels = tf.convert_to_tensor(z), tf.convert_to_tensor(labels)
+    if (z.dtype != tf.float32 or labels.dtype != tf.int32
+        or not z.shape.is_compatible_with([b, self.config.z_dim])
+        or not labels.shape.is_compatible_with([b])):
+      raise ValueError(
+          f"noise_fn must return (z float32 [{b}, {self.config.z_dim}], labels "
+          f"int32 [{b}]); got z {z.dtype.name} {z.shape}, labels "
+          f"{labels.dtype.name} {labels.shape}.")
+    return z, labels
+
   def d_step(self, images, labels, step, substep):
     """One D update on a real batch; returns the replica's metric contributions."""
     g, d = self.generator, self.discriminator
-    z, fake_labels = sample_noise(self.config, self.replica_batch, step, substep,
-                                  self._replica_id())
+    z, fake_labels = self._noise(step, substep)
     fake = g(z, fake_labels, training=True)
     with tf.GradientTape() as tape:
-      real_logits = d(images, labels, training=True, update_u=True)
-      fake_logits = d(fake, fake_labels, training=True,
-                      update_u=self.update_u_on_fake)
+      if self.tf1_reads:
+        # Fake pass first, so that it reads the u the real pass is about to
+        # overwrite (the official D op's schedule); both backward passes take u'.
+        fake_logits = d(fake, fake_labels, training=True, update_u=False,
+                        late_u_grad=True)
+        real_logits = d(images, labels, training=True, update_u=True,
+                        late_u_grad=True)
+      else:
+        real_logits = d(images, labels, training=True, update_u=True)
+        fake_logits = d(fake, fake_labels, training=True,
+                        update_u=self.update_u_on_fake)
       per_example, parts = self.loss.d(real_logits, fake_logits)
       d_loss = self._average(per_example)
     grads = tape.gradient(d_loss, d.trainable_variables)
@@ -150,10 +186,11 @@ class TrainStep:
   def g_step(self, step):
     """One G update on fresh noise; returns the replica's g_loss contribution."""
     g, d = self.generator, self.discriminator
-    z, fake_labels = sample_noise(self.config, self.replica_batch, step,
-                                  self.config.d_steps, self._replica_id())
+    z, fake_labels = self._noise(step, self.config.d_steps)
     with tf.GradientTape() as tape:
-      fake = g(z, fake_labels, training=True)
+      # G writes its u on this forward; under TF 1.x reads its backward took u'.
+      # D's u is not written in the G step, so D's layers need nothing.
+      fake = g(z, fake_labels, training=True, late_u_grad=self.tf1_reads)
       fake_logits = d(fake, fake_labels, training=True,
                       update_u=self.update_u_on_fake)
       g_loss = self._average(self.loss.g(fake_logits))
@@ -183,6 +220,22 @@ class TrainStep:
 
   def __call__(self, iterator) -> Dict[str, tf.Tensor]:
     return self._fn(iterator)
+
+
+def _tf1_reads(variable_reads, generator, discriminator) -> bool:
+  """Resolves TrainStep's ``variable_reads`` to "use the TF 1.x read timing"."""
+  if variable_reads is None:
+    return bool(discriminator.variant.tf1_variable_reads)
+  if variable_reads not in VARIABLE_READS:
+    raise ValueError(f"variable_reads must be one of {VARIABLE_READS} or None, "
+                     f"got {variable_reads!r}.")
+  if variable_reads == "tf1" and (discriminator.variant.d_update_u_on_fake
+                                  or not generator.variant.g_update_u_at_inference):
+    raise ValueError(
+        f"variable_reads='tf1' is the official graph's timing (D writes u on its "
+        f"real pass only, G on every forward); variant "
+        f"{discriminator.variant.name!r} differs: use 'resource'.")
+  return variable_reads == "tf1"
 
 
 def make_optimizers(config: Config, generator, discriminator):
