@@ -51,7 +51,10 @@ Writes into ``--output``:
   ``y_real`` `[iters, B]`; losses ``d_loss``, ``d_loss_real``, ``d_loss_fake``,
   ``g_loss`` `[iters]`; and ``after_d<i>__<var>`` / ``after_g<i>__<var>`` (``/``
   written ``__``): the value of every variable the i-th D / G op changed, after it.
-  A variable without a key after an op kept its previous value.
+  A variable without a key after an op kept its previous value. With
+  ``--max_elements=M``, a variable of more than M elements is stored as a fixed
+  random subset of M elements (the same after every op), whose sorted flat
+  indices are ``index__<var>``.
 * ``config.json``: sizes, seeds, hyper-parameters, the variables each op changed,
   source hashes and runtime.
 
@@ -80,6 +83,7 @@ import os
 import re
 import sys
 import types
+import zlib
 
 from absl import app
 from absl import flags
@@ -113,6 +117,9 @@ flags.DEFINE_boolean("sync_replicas", True, "model.py's branch (the official "
 flags.DEFINE_integer("tf_seed", 1234, "tf.set_random_seed (weights, u).")
 flags.DEFINE_integer("assign_seed", 2024, "RandomState for biases, BN, sigma_ratio.")
 flags.DEFINE_integer("input_seed", 7, "RandomState for z, labels, real images.")
+flags.DEFINE_integer("max_elements", 0, "Store at most this many elements of each "
+                     "variable per snapshot (a fixed random subset, its indices "
+                     "in index__<var>); 0 stores every element.")
 flags.DEFINE_boolean("check_repeat", True, "Run the sequence twice; fail unless "
                      "bit-identical.")
 flags.DEFINE_string("official_commit", None,
@@ -215,9 +222,20 @@ def build(mods, stub, tf, cfg):
   return graph, h
 
 
+def sample_indices(name, size, max_elements):
+  """Sorted flat indices of the stored subset of a variable, or None (all)."""
+  if not max_elements or size <= max_elements:
+    return None
+  rs = np.random.RandomState(zlib.crc32(name.encode()))
+  return np.sort(rs.choice(size, max_elements, replace=False)).astype(np.int32)
+
+
 def run_iterations(sess, h, inputs, cfg):
   """Runs the (D op, G op) sequence; returns (losses, snapshots, changed)."""
   names = [v.op.name for v in h.model_vars]
+  index = {n: sample_indices(n, int(np.prod(v.shape.as_list())),
+                             cfg["max_elements"])
+           for n, v in zip(names, h.model_vars)}
   losses = {k: [] for k in LOSSES}
   snapshots, changed = {}, {"d": set(), "g": set()}
   before = sess.run(h.model_vars)
@@ -237,7 +255,11 @@ def run_iterations(sess, h, inputs, cfg):
       after = sess.run(h.model_vars)
       for name, old, new in zip(names, before, after):
         if not np.array_equal(old, new):
-          snapshots[f"after_{tag}{i}__{name.replace('/', '__')}"] = new
+          key = name.replace("/", "__")
+          if index[name] is not None:
+            snapshots[f"index__{key}"] = index[name]
+            new = new.reshape(-1)[index[name]]
+          snapshots[f"after_{tag}{i}__{key}"] = new
           changed[tag].add(name)
       before = after
   losses = {k: np.asarray(v, np.float32) for k, v in losses.items()}
@@ -293,7 +315,7 @@ def main(argv):
              beta1=FLAGS.beta1, beta2=0.999, epsilon=1e-8,
              sync_replicas=FLAGS.sync_replicas, tf_seed=FLAGS.tf_seed,
              assign_seed=FLAGS.assign_seed, input_seed=FLAGS.input_seed,
-             check_repeat=FLAGS.check_repeat)
+             max_elements=FLAGS.max_elements, check_repeat=FLAGS.check_repeat)
   src = os.path.abspath(FLAGS.official_src)
   v1 = tf.compat.v1
   stub = _utils_stub(v1, tf)
