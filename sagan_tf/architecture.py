@@ -78,11 +78,15 @@ class Variant:
   bn_bessel: bool
   g_update_u_at_inference: bool  # official G writes u on every forward
   d_update_u_on_fake: bool  # official D writes u on its real pass only
+  # The train step reads u as TF 1.x RefVariables did in the official graph
+  # (sagan_tf.train_step: D's fake pass reads u before the real pass writes it;
+  # the SN W-gradients through u W^T take u' where u is written in the step).
+  tf1_variable_reads: bool = False
 
 
 VARIANTS = {
     "official": Variant("official", "out", False, 0.999, 1e-5, 0.9999, 1.001e-5,
-                        True, True, False),
+                        True, True, False, tf1_variable_reads=True),
     "tfgan_estimator": Variant("tfgan_estimator", "in", True, 0.999, 1e-3, 0.999,
                                1e-3, False, False, True),
 }

@@ -59,18 +59,19 @@ class SelfAttention(keras.layers.Layer):
     self.sigma_ratio = self.add_weight(name="sigma_ratio", shape=(),
                                        initializer="zeros", autocast=False)
 
-  def call(self, x, update_u=True, return_attention=False):
+  def call(self, x, update_u=True, return_attention=False, late_u_grad=False):
+    sn = dict(update_u=update_u, late_u_grad=late_u_grad)
     shape = tf.shape(x)
     n, h, w = shape[0], shape[1], shape[2]
     c = x.shape[-1]
     pool = lambda t: tf.nn.max_pool2d(t, 2, 2, "VALID")
-    theta = tf.reshape(self.theta(x, update_u=update_u), [n, h * w, c // 8])
-    phi = tf.reshape(pool(self.phi(x, update_u=update_u)), [n, -1, c // 8])
+    theta = tf.reshape(self.theta(x, **sn), [n, h * w, c // 8])
+    phi = tf.reshape(pool(self.phi(x, **sn)), [n, -1, c // 8])
     logits = tf.matmul(theta, phi, transpose_b=True)
     attn = tf.nn.softmax(tf.cast(logits, tf.float32))
-    g = tf.reshape(pool(self.g(x, update_u=update_u)), [n, -1, c // 2])
+    g = tf.reshape(pool(self.g(x, **sn)), [n, -1, c // 2])
     attn_g = tf.reshape(tf.matmul(tf.cast(attn, g.dtype), g), [n, h, w, c // 2])
-    o = self.attn_conv(attn_g, update_u=update_u)
+    o = self.attn_conv(attn_g, **sn)
     out = x + tf.cast(self.sigma_ratio, x.dtype) * o
     if return_attention:
       return out, attn
@@ -116,11 +117,13 @@ class AttentionPlacement:
     """List of (resolution, SelfAttention) in forward order."""
     return [(r, getattr(self, n)) for n, r in self._attention_after.values()]
 
-  def _attend(self, block_name, x, update_u, maps):
-    """Applies the attention that follows ``block_name`` (if any), recording its map."""
+  def _attend(self, block_name, x, sn, maps):
+    """Applies the attention that follows ``block_name`` (if any), recording its map.
+
+    ``sn``: the spectral-norm call arguments (``update_u``, ``late_u_grad``).
+    """
     if block_name not in self._attention_after:
       return x
     name, resolution = self._attention_after[block_name]
-    x, maps[resolution] = getattr(self, name)(x, update_u=update_u,
-                                              return_attention=True)
+    x, maps[resolution] = getattr(self, name)(x, return_attention=True, **sn)
     return x

@@ -60,17 +60,18 @@ class DiscriminatorBlock(keras.layers.Layer):
     if self.learnable_shortcut:
       self.sn_conv3 = SNConv2D(filters, 1, name="sn_conv3", **sn)
 
-  def call(self, x, update_u=True):
+  def call(self, x, update_u=True, late_u_grad=False):
+    sn = dict(update_u=update_u, late_u_grad=late_u_grad)
     h = x if self.optimized else tf.nn.relu(x)
-    h = self.sn_conv1(h, update_u=update_u)
-    h = self.sn_conv2(tf.nn.relu(h), update_u=update_u)
+    h = self.sn_conv1(h, **sn)
+    h = self.sn_conv2(tf.nn.relu(h), **sn)
     if self.downsample:
       h = downsample2x(h)
     s = x
     if self.optimized:
-      s = self.sn_conv3(downsample2x(s), update_u=update_u)
+      s = self.sn_conv3(downsample2x(s), **sn)
     elif self.learnable_shortcut:
-      s = self.sn_conv3(s, update_u=update_u)
+      s = self.sn_conv3(s, **sn)
       if self.downsample:
         s = downsample2x(s)
     return s + h
@@ -88,8 +89,10 @@ class Discriminator(AttentionPlacement, keras.Model):
     variant: "official" or "tfgan_estimator" numerics.
 
   Call: ``discriminator(images, labels, training=False, update_u=None,
-  return_attention=False)``: images `[N, S, S, 3]` in [-1, 1], labels `[N]` int
-  -> logits `[N]` float32.
+  return_attention=False, late_u_grad=False)``: images `[N, S, S, 3]` in
+  [-1, 1], labels `[N]` int -> logits `[N]` float32. ``late_u_grad``: every SN
+  layer's W-gradient through ``u W^T`` is taken at the post-iteration ``u'`` (TF
+  1.x RefVariable reads; see ``sagan_tf.spectral_norm``).
   """
 
   def __init__(self, image_size=128, df_dim=64, num_classes=1000, attention=None,
@@ -126,17 +129,18 @@ class Discriminator(AttentionPlacement, keras.Model):
                                     dtype="float32", **sn)
 
   def call(self, images, labels, training=False, update_u=None,
-           return_attention=False):
+           return_attention=False, late_u_grad=False):
     if update_u is None:
       update_u = bool(training)
+    sn = dict(update_u=update_u, late_u_grad=late_u_grad)
     x = images
     maps = {}
     for name_i in self.block_names:
-      x = getattr(self, name_i)(x, update_u=update_u)
-      x = self._attend(name_i, x, update_u, maps)
+      x = getattr(self, name_i)(x, **sn)
+      x = self._attend(name_i, x, sn, maps)
     h = tf.cast(tf.reduce_sum(tf.nn.relu(x), [1, 2]), tf.float32)
-    out = self.d_sn_linear(h, update_u=update_u)[:, 0]
-    emb = self.d_embedding(labels, update_u=update_u)
+    out = self.d_sn_linear(h, **sn)[:, 0]
+    emb = self.d_embedding(labels, **sn)
     out = out + tf.reduce_sum(h * tf.cast(emb, h.dtype), axis=1)
     if return_attention:
       return out, maps

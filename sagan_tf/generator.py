@@ -56,12 +56,13 @@ class GeneratorBlock(keras.layers.Layer):
     self.snconv2 = SNConv2D(filters, 3, name="snconv2", **sn)
     self.snconv3 = SNConv2D(filters, 1, name="snconv3", **sn)
 
-  def call(self, x, labels, training=False, update_u=True):
+  def call(self, x, labels, training=False, update_u=True, late_u_grad=False):
+    sn = dict(update_u=update_u, late_u_grad=late_u_grad)
     h = tf.nn.relu(self.cbn_0(x, labels, training=training))
-    h = self.snconv1(upsample2x(h), update_u=update_u)
+    h = self.snconv1(upsample2x(h), **sn)
     h = tf.nn.relu(self.cbn_1(h, labels, training=training))
-    h = self.snconv2(h, update_u=update_u)
-    return self.snconv3(upsample2x(x), update_u=update_u) + h
+    h = self.snconv2(h, **sn)
+    return self.snconv3(upsample2x(x), **sn) + h
 
 
 class Generator(AttentionPlacement, keras.Model):
@@ -79,9 +80,11 @@ class Generator(AttentionPlacement, keras.Model):
       towers' 64; 0 = the whole global batch). See ``sagan_tf.normalization``.
 
   Call: ``generator(z, labels, training=False, update_u=None,
-  return_attention=False)`` with z `[N, z_dim]` float and labels `[N]` int ->
-  images `[N, S, S, 3]` in [-1, 1] (and, with ``return_attention``, a dict
-  resolution -> attention map `[N, r*r, r*r/4]`).
+  return_attention=False, late_u_grad=False)`` with z `[N, z_dim]` float and
+  labels `[N]` int -> images `[N, S, S, 3]` in [-1, 1] (and, with
+  ``return_attention``, a dict resolution -> attention map `[N, r*r, r*r/4]`).
+  ``late_u_grad``: every SN layer's W-gradient through ``u W^T`` is taken at the
+  post-iteration ``u'`` (TF 1.x RefVariable reads; see ``sagan_tf.spectral_norm``).
   """
 
   def __init__(self, image_size=128, gf_dim=64, num_classes=1000, z_dim=128,
@@ -118,17 +121,18 @@ class Generator(AttentionPlacement, keras.Model):
     self.g_snconv_last = SNConv2D(3, 3, name="g_snconv_last", **sn)
 
   def call(self, z, labels, training=False, update_u=None,
-           return_attention=False):
+           return_attention=False, late_u_grad=False):
     if update_u is None:
       update_u = bool(training) or self.variant.g_update_u_at_inference
-    x = self.g_snh0(z, update_u=update_u)
+    sn = dict(update_u=update_u, late_u_grad=late_u_grad)
+    x = self.g_snh0(z, **sn)
     x = tf.reshape(x, [-1, 4, 4, self._in_channels])
     maps = {}
     for name_i in self.block_names:
-      x = getattr(self, name_i)(x, labels, training=training, update_u=update_u)
-      x = self._attend(name_i, x, update_u, maps)
+      x = getattr(self, name_i)(x, labels, training=training, **sn)
+      x = self._attend(name_i, x, sn, maps)
     x = tf.nn.relu(self.g_bn(x, training=training))
-    x = self.g_snconv_last(x, update_u=update_u)
+    x = self.g_snconv_last(x, **sn)
     out = tf.cast(tf.tanh(x), tf.float32)
     if return_attention:
       return out, maps

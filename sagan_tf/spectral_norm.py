@@ -13,6 +13,19 @@ Official semantics (``ops.spectral_normed_weight`` in brain-research/self-attent
 
   with ``l2n(x) = x / (||x|| + 1e-12)``.
 * Whether ``u'`` is written back into ``u`` is decided by the caller (``update_u``).
+
+How TF 1.x trained through this (RefVariables, as the official code ran): an op
+that takes a RefVariable reads it when the op runs, not when the graph was built.
+``v = l2n(matmul(u, W^T))`` takes the *variable* ``u``, so the gradient op of that
+matmul (``dW += g_x^T u``) reads ``u`` during the backward pass, after the forward
+pass's ``u.assign(u')`` has landed in the same ``session.run``: the backward of
+every layer whose ``u`` is written in that run uses ``u'`` where the forward used
+``u``. Everything else in the backward reuses forward values. ``late_u_grad=True``
+reproduces that: same forward values, the W-gradient through ``u W^T`` taken at
+``u'``. It matters while ``u`` is far from converged (the first steps after
+initialisation, where ``u`` is not even unit-norm, and after large weight
+changes); once ``u' ~ u`` the two gradients agree. Which passes need it is the
+train step's business (``sagan_tf.train_step``).
 * The embedding normalises the *transposed* map ``[emb, classes]``, so its ``u`` has
   shape ``[1, num_classes]`` (TF-GAN: ``[embedding_dim, 1]``).
 
@@ -47,13 +60,18 @@ def _l2n_official(x):
   return x / (tf.sqrt(tf.reduce_sum(tf.square(x))) + _OFFICIAL_EPS)
 
 
-def power_iteration(w_mat, u, u_space="out"):
+def power_iteration(w_mat, u, u_space="out", late_u_grad=False):
   """One power iteration on a 2-D weight matrix.
 
   Args:
     w_mat: float32 `[in, out]` matrix.
     u: the stored vector: `[1, out]` for ``u_space="out"`` (official), `[in, 1]`
       for ``u_space="in"`` (TF-GAN).
+    late_u_grad: (``u_space="out"``) take the gradient of ``v = l2n(u W^T)``
+      w.r.t. ``W`` at the post-iteration ``u'`` instead of ``u``, as TF 1.x did
+      when ``u`` was written in the same ``session.run`` (see the module
+      docstring). The returned values are unchanged (bit for bit). No effect for
+      ``u_space="in"``, whose ``v`` and ``u'`` are constants for the gradient.
 
   Returns:
     (sigma, u_new): scalar estimate of the largest singular value, and the updated
@@ -63,6 +81,15 @@ def power_iteration(w_mat, u, u_space="out"):
   if u_space == "out":
     v = _l2n_official(tf.matmul(u, w_mat, transpose_b=True))  # [1, in]
     u_new = _l2n_official(tf.matmul(v, w_mat))  # [1, out]
+    if late_u_grad:
+      # Value u W^T, W-gradient (u')^T g: x + (y - y) is x exactly, and only
+      # y = u' W^T carries the gradient to W. Everything downstream of v keeps
+      # its forward values, as TF1's backward did (it reused them).
+      late = tf.stop_gradient(u_new)
+      y = tf.matmul(late, w_mat, transpose_b=True)
+      x = tf.matmul(u, tf.stop_gradient(w_mat), transpose_b=True)
+      v = _l2n_official(x + (y - tf.stop_gradient(y)))
+      u_new = _l2n_official(tf.matmul(v, w_mat))
     sigma = tf.squeeze(tf.matmul(tf.matmul(v, w_mat), u_new, transpose_b=True))
   elif u_space == "in":
     v = tf.math.l2_normalize(tf.matmul(w_mat, u, transpose_a=True))  # [out, 1]
@@ -91,17 +118,20 @@ class _SpectralNormMixin:
         initializer=keras.initializers.TruncatedNormal(mean=0.0, stddev=1.0),
         aggregation="mean")
 
-  def normalized(self, w, update_u):
+  def normalized(self, w, update_u, late_u_grad=False):
     """Returns ``w / sigma`` (float32) after one power iteration.
 
     Args:
       w: float32 kernel viewed as the matrix the SN acts on (any shape whose last
         dimension is the SN "out" dimension).
       update_u: write the post-iteration vector back into ``u``.
+      late_u_grad: the backward of ``l2n(u W^T)`` takes ``u'`` (TF 1.x
+        RefVariable semantics; see the module docstring).
     """
     w_shape = tf.shape(w)
     w_mat = tf.reshape(w, [-1, w.shape[-1]])
-    sigma, u_new = power_iteration(w_mat, tf.convert_to_tensor(self.u), self.u_space)
+    sigma, u_new = power_iteration(w_mat, tf.convert_to_tensor(self.u),
+                                   self.u_space, late_u_grad)
     if self.clip_sigma:
       sigma = tf.maximum(1.0, sigma)
     if update_u:
@@ -119,7 +149,8 @@ class _SpectralNormMixin:
 class SNConv2D(_SpectralNormMixin, keras.layers.Layer):
   """Spectrally normalised 2-D convolution, stride and padding 'SAME' as official.
 
-  Call: ``layer(x, update_u=True)``; x `[N, H, W, C_in]` -> `[N, H/s, W/s, filters]`.
+  Call: ``layer(x, update_u=True, late_u_grad=False)``; x `[N, H, W, C_in]` ->
+  `[N, H/s, W/s, filters]`.
   """
 
   def __init__(self, filters, kernel_size=3, strides=1, use_bias=True,
@@ -145,8 +176,8 @@ class SNConv2D(_SpectralNormMixin, keras.layers.Layer):
   def _sn_weight(self):
     return self.kernel
 
-  def call(self, x, update_u=True):
-    w = self.normalized(tf.convert_to_tensor(self.kernel), update_u)
+  def call(self, x, update_u=True, late_u_grad=False):
+    w = self.normalized(tf.convert_to_tensor(self.kernel), update_u, late_u_grad)
     y = tf.nn.conv2d(x, tf.cast(w, x.dtype), strides=self.strides, padding="SAME")
     if self.use_bias:
       y = tf.nn.bias_add(y, tf.cast(self.bias, y.dtype))
@@ -176,8 +207,8 @@ class SNDense(_SpectralNormMixin, keras.layers.Layer):
   def _sn_weight(self):
     return self.kernel
 
-  def call(self, x, update_u=True):
-    w = self.normalized(tf.convert_to_tensor(self.kernel), update_u)
+  def call(self, x, update_u=True, late_u_grad=False):
+    w = self.normalized(tf.convert_to_tensor(self.kernel), update_u, late_u_grad)
     y = tf.matmul(x, tf.cast(w, x.dtype))
     if self.use_bias:
       y = y + tf.cast(self.bias, y.dtype)
@@ -209,7 +240,7 @@ class SNEmbedding(_SpectralNormMixin, keras.layers.Layer):
   def _sn_weight(self):
     return tf.transpose(tf.convert_to_tensor(self.embeddings))
 
-  def call(self, labels, update_u=True):
+  def call(self, labels, update_u=True, late_u_grad=False):
     m_t = tf.transpose(tf.convert_to_tensor(self.embeddings))
-    m_bar = tf.transpose(self.normalized(m_t, update_u))
+    m_bar = tf.transpose(self.normalized(m_t, update_u, late_u_grad))
     return tf.gather(m_bar, tf.cast(labels, tf.int32))

@@ -184,3 +184,64 @@ def test_official_gradient_matches_finite_difference():
 def test_bad_u_space():
   with pytest.raises(ValueError, match="u_space"):
     SNDense(3, u_space="sideways")
+
+
+@pytest.mark.parametrize("kind", sorted(MAKERS))
+def test_late_u_grad_keeps_values_and_takes_the_w_gradient_at_u_new(kind):
+  """TF 1.x RefVariable semantics: the backward of v = l2n(u W^T) read u after
+  the forward wrote u'. Forward values must not change at all; the W-gradient
+  must be the resource one with its factor u (in dW += g_x^T u) replaced by u'."""
+  outs, grads, u_after = {}, {}, {}
+  for late in (False, True):
+    layer, x = MAKERS[kind]("out")
+    u = layer.u.numpy()
+    w_var = layer.embeddings if kind == "embedding" else layer.kernel
+    with tf.GradientTape() as tape:
+      out = tf.cast(layer(x, update_u=True, late_u_grad=late), tf.float32)
+      r = tf.random.stateless_normal(tf.shape(out), seed=[5, 6])
+      loss = tf.reduce_sum(out * r)
+    outs[late], u_after[late] = out.numpy(), layer.u.numpy()
+    grads[late] = tape.gradient(loss, w_var).numpy()
+  np.testing.assert_array_equal(outs[True], outs[False])
+  np.testing.assert_array_equal(u_after[True], u_after[False])
+  u_new = u_after[True]
+
+  # Independent chain rule: g_x = dloss/dx at x = u W^T (as forward), then the
+  # two gradients differ exactly by g_x^T (u' - u) in the [in, out] matrix view.
+  layer, x = MAKERS[kind]("out")
+  m = tf.constant(_matrix(layer))
+  x_val = tf.matmul(tf.constant(u), m, transpose_b=True)
+  l2n = lambda t: t / (tf.sqrt(tf.reduce_sum(tf.square(t))) + 1e-12)
+  with tf.GradientTape() as tape:
+    tape.watch(x_val)
+    v = l2n(x_val)
+    u2 = l2n(tf.matmul(v, m))
+    sigma = tf.squeeze(tf.matmul(tf.matmul(v, m), u2, transpose_b=True))
+    if kind == "embedding":
+      out = tf.gather(tf.transpose(m / sigma), x)
+    elif kind == "dense":
+      out = tf.matmul(x, m / sigma) + layer.bias
+    else:
+      out = tf.nn.conv2d(x, tf.reshape(m / sigma, layer.kernel.shape), 1,
+                         "SAME") + layer.bias
+    r = tf.random.stateless_normal(tf.shape(out), seed=[5, 6])
+    loss = tf.reduce_sum(out * r)
+  g_x = tape.gradient(loss, x_val).numpy()  # [1, in]
+  correction = g_x.T @ (u_new - u)  # [in, out]
+  if kind == "embedding":
+    correction = correction.T  # the embedding normalises its transpose
+  else:
+    correction = correction.reshape(grads[False].shape)
+  np.testing.assert_allclose(grads[True] - grads[False], correction,
+                             rtol=1e-3, atol=1e-6)
+  assert np.abs(correction).max() > 1e-3  # u' - u is large from a random u
+
+
+def test_late_u_grad_has_no_effect_in_the_tfgan_u_space():
+  grads = {}
+  for late in (False, True):
+    layer, x = MAKERS["dense"]("in")
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_sum(layer(x, update_u=True, late_u_grad=late))
+    grads[late] = tape.gradient(loss, layer.kernel).numpy()
+  np.testing.assert_array_equal(grads[True], grads[False])

@@ -3,23 +3,9 @@ r"""Writes a TF1 checkpoint and reference outputs with the official SAGAN code.
 Runs brain-research/self-attention-gan's ``ops.py``, ``non_local.py``,
 ``generator.py`` and ``discriminator.py`` UNMODIFIED (they are imported from
 ``--official_src``; nothing of them is copied here) under TF 2.x
-``tf.compat.v1`` graph mode, by putting a stand-in ``tensorflow`` module in
-``sys.modules`` while they are imported. The stand-in is ``tf.compat.v1`` plus the
-few pieces TF 2 no longer has:
-
-* ``tf.contrib.layers.xavier_initializer`` -> ``glorot_uniform_initializer`` (the
-  same distribution: uniform, fan_avg, scale 1).
-* ``tf.contrib.layers.batch_norm`` (only ``ops.batch_norm``, the generator's
-  ``g_bn``, uses it) -> the TF 1.5 fused ``tf.layers.BatchNormalization`` it
-  dispatched to: variables gamma, beta, moving_mean, moving_variance (in that
-  order), ``tf.nn.fused_batch_norm`` with epsilon clamped to 1.001e-5, in
-  training the moving statistics updated through ``UPDATE_OPS`` as
-  ``v -= (v - batch_stat) * (1 - decay)`` with the fused op's (Bessel-corrected)
-  batch variance; in inference the moving statistics.
-* ``tf.layers.max_pooling2d`` (unavailable with Keras 3) -> ``tf.nn.max_pool``
-  with 'VALID' padding, the op it builds.
-* ``keep_dims`` needs no shim: ``tf.compat.v1.nn.moments`` still takes it.
-  The modules' ``print`` calls only run at graph build; their output is dropped.
+``tf.compat.v1`` graph mode (RefVariables, as TF 1.5), by putting a stand-in
+``tensorflow`` module in ``sys.modules`` while they are imported: ``tf.compat.v1``
+plus the few pieces TF 2 no longer has (``tools/official_shim.py`` lists them).
 
 Protocol (as ../shared/fixtures/official_small): build the generator
 (``is_training`` False and True) and the discriminator (real pass
@@ -63,18 +49,18 @@ Faithfulness check against the shared fixture (same seeds and sizes; with
         --compare_to=../shared/fixtures/official_small/reference.npz
 """
 import contextlib
-import hashlib
-import importlib
 import io
 import json
 import os
-import subprocess
 import sys
-import types
 
 from absl import app
 from absl import flags
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from official_shim import FN_NAMES, IMAGE_SIZE, OFFICIAL_MODULES  # noqa: E402
+from official_shim import git_commit, import_official, sha256, value_for  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("official_src", None, "Checkout of self-attention-gan.")
@@ -96,99 +82,6 @@ flags.DEFINE_string("official_commit", None,
                     "Commit of --official_src to record when it is not a git "
                     "checkout (e.g. extracted with git archive).")
 flags.mark_flags_as_required(["official_src", "output"])
-
-OFFICIAL_MODULES = ("ops", "non_local", "generator", "discriminator")
-IMAGE_SIZE = 128  # the official generators and discriminators are 128x128 only
-FN_NAMES = {"test": "_test", "test_64": "_test_64", "baseline": ""}
-
-
-def _tf_shim(tf):
-  """``tf.compat.v1`` plus the TF1 pieces the official modules use (see top)."""
-  v1 = tf.compat.v1
-
-  def xavier_initializer(uniform=True, seed=None, dtype=tf.float32):
-    assert uniform, "the official code uses the uniform Xavier initializer"
-    return v1.glorot_uniform_initializer(seed=seed, dtype=dtype)
-
-  def batch_norm(inputs, decay=0.999, center=True, scale=False, epsilon=0.001,
-                 is_training=True, scope=None, **unused):
-    assert center and scale and not unused, unused
-    c = int(inputs.shape[-1])
-    with v1.variable_scope(scope, default_name="BatchNorm"):
-      gamma = v1.get_variable("gamma", [c], initializer=v1.ones_initializer())
-      beta = v1.get_variable("beta", [c], initializer=v1.zeros_initializer())
-      collections = [v1.GraphKeys.GLOBAL_VARIABLES,
-                     v1.GraphKeys.MOVING_AVERAGE_VARIABLES]
-      moving_mean = v1.get_variable(
-          "moving_mean", [c], initializer=v1.zeros_initializer(),
-          trainable=False, collections=collections)
-      moving_variance = v1.get_variable(
-          "moving_variance", [c], initializer=v1.ones_initializer(),
-          trainable=False, collections=collections)
-      eps = max(epsilon, 1.001e-5)  # the fused kernel's minimum (TF 1.5)
-      if not is_training:
-        out, _, _ = v1.nn.fused_batch_norm(
-            inputs, gamma, beta, mean=moving_mean, variance=moving_variance,
-            epsilon=eps, is_training=False)
-        return out
-      out, mean, variance = v1.nn.fused_batch_norm(inputs, gamma, beta,
-                                                   epsilon=eps, is_training=True)
-      one_minus_decay = v1.constant(1.0 - decay, tf.float32)
-      for var, value in ((moving_mean, mean), (moving_variance, variance)):
-        v1.add_to_collection(v1.GraphKeys.UPDATE_OPS, v1.assign_sub(
-            var, (var - value) * one_minus_decay))
-      return out
-
-  def max_pooling2d(inputs, pool_size, strides, padding="valid", **unused):
-    assert not unused and padding.lower() == "valid", unused
-    size = [pool_size] * 2 if np.isscalar(pool_size) else list(pool_size)
-    stride = [strides] * 2 if np.isscalar(strides) else list(strides)
-    return v1.nn.max_pool(inputs, [1] + size + [1], [1] + stride + [1], "VALID")
-
-  class Shim(types.ModuleType):
-
-    def __getattr__(self, name):
-      return getattr(v1, name)
-
-  shim = Shim("tensorflow")
-  shim.contrib = types.SimpleNamespace(layers=types.SimpleNamespace(
-      xavier_initializer=xavier_initializer, batch_norm=batch_norm))
-  shim.layers = types.SimpleNamespace(max_pooling2d=max_pooling2d)
-  return shim
-
-
-def import_official(src, tf):
-  """Imports the official modules unmodified against the shim; returns them."""
-  real_tf = sys.modules["tensorflow"]
-  sys.modules["tensorflow"] = _tf_shim(tf)
-  sys.path.insert(0, src)
-  try:
-    with contextlib.redirect_stdout(io.StringIO()):
-      mods = {name: importlib.import_module(name) for name in OFFICIAL_MODULES}
-  finally:
-    sys.path.remove(src)
-    sys.modules["tensorflow"] = real_tf
-    for name in OFFICIAL_MODULES:  # generic names: keep them out of sys.modules
-      sys.modules.pop(name, None)
-  return mods
-
-
-def _value_for(name, shape, rs):
-  """The non-trivial value of a bias / BN / CBN / sigma_ratio variable, or None."""
-  leaf = name.rsplit("/", 1)[-1]
-  if leaf == "sigma_ratio":
-    return rs.uniform(0.5, 1.0, size=shape)
-  if "/cbn_" in name or "/g_bn/" in name:
-    if leaf == "gamma":
-      return 1.0 + 0.1 * rs.randn(*shape)
-    if leaf in ("beta", "mean", "moving_mean"):
-      return 0.1 * rs.randn(*shape)
-    if leaf in ("var", "moving_variance"):
-      return rs.uniform(0.5, 1.5, size=shape)
-  if leaf in ("biases", "bias"):
-    return 0.05 * rs.randn(*shape)
-  return None
-
 
 def make_reference(mods, tf, cfg, out_dir):
   """Builds the graph, writes the checkpoint; returns (npz dict, assigned names)."""
@@ -240,7 +133,7 @@ def make_reference(mods, tf, cfg, out_dir):
     rs = np.random.RandomState(cfg["assign_seed"])
     assigned = []
     for var, name in zip(variables, names):
-      value = _value_for(name, var.shape.as_list(), rs)
+      value = value_for(name, var.shape.as_list(), rs)
       if value is not None:
         var.load(np.asarray(value, np.float32), sess)
         assigned.append(name)
@@ -271,21 +164,6 @@ def make_reference(mods, tf, cfg, out_dir):
   ref["g_train_with_updates_equals_g_train"] = np.array(
       np.array_equal(with_updates, ref["g_train"]))
   return ref, assigned, len(variables)
-
-
-def _git_commit(src):
-  if FLAGS.official_commit:
-    return FLAGS.official_commit
-  try:
-    return subprocess.run(["git", "-C", src, "rev-parse", "HEAD"], check=True,
-                          capture_output=True, text=True).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return "unknown (not a git checkout; see sha256)"
-
-
-def _sha256(path):
-  with open(path, "rb") as f:
-    return hashlib.sha256(f.read()).hexdigest()
 
 
 def compare(ref, path):
@@ -326,8 +204,9 @@ def main(argv):
       discriminator_fn="discriminator.discriminator"
       + FN_NAMES[cfg["discriminator_type"]],
       source=dict(repo="brain-research/self-attention-gan",
-                  commit=_git_commit(FLAGS.official_src),
-                  sha256={m + ".py": _sha256(os.path.join(FLAGS.official_src,
+                  commit=git_commit(FLAGS.official_src,
+                                    FLAGS.official_commit),
+                  sha256={m + ".py": sha256(os.path.join(FLAGS.official_src,
                                                           m + ".py"))
                           for m in OFFICIAL_MODULES},
                   modified=False),
