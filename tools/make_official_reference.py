@@ -61,6 +61,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from official_shim import FN_NAMES, IMAGE_SIZE, OFFICIAL_MODULES  # noqa: E402
 from official_shim import git_commit, import_official, sha256, value_for  # noqa: E402
+from official_shim import reference_inputs  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("official_src", None, "Checkout of self-attention-gan.")
@@ -90,12 +91,7 @@ def make_reference(mods, tf, cfg, out_dir):
   dis_fn = getattr(mods["discriminator"],
                    "discriminator" + FN_NAMES[cfg["discriminator_type"]])
   b, s, nc = cfg["batch_size"], IMAGE_SIZE, cfg["num_classes"]
-  rs = np.random.RandomState(cfg["input_seed"])
-  inputs = dict(
-      z=rs.randn(b, cfg["z_dim"]).astype(np.float32),
-      y_gen=rs.randint(0, nc, size=b).astype(np.int32),
-      x_real=rs.uniform(-1.0, 1.0, size=(b, s, s, 3)).astype(np.float32),
-      y_real=rs.randint(0, nc, size=b).astype(np.int32))
+  inputs = reference_inputs(cfg, s)
 
   graph = v1.Graph()
   with graph.as_default(), contextlib.redirect_stdout(io.StringIO()):

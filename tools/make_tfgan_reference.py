@@ -60,12 +60,10 @@ The fixture under tests/data was written with::
 its C/8 channels.)
 """
 import contextlib
-import hashlib
 import importlib
 import io
 import json
 import os
-import subprocess
 import sys
 import types
 
@@ -74,6 +72,9 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TF: tf.compat.v1.lay
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import official_shim  # noqa: E402  (its git_commit, sha256, reference_inputs)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("tfgan_src", None, "Folder holding TF-GAN's tensorflow_gan/.")
@@ -180,12 +181,7 @@ def make_reference(mods, tf, cfg, out_dir):
   b, s, nc = cfg["batch_size"], IMAGE_SIZE, cfg["num_classes"]
   gf, df = cfg["gf_dim"], cfg["df_dim"]
   gen_mod, dis_mod, train = mods["generator"], mods["discriminator"], mods["train"]
-  rs = np.random.RandomState(cfg["input_seed"])
-  inputs = dict(
-      z=rs.randn(b, cfg["z_dim"]).astype(np.float32),
-      y_gen=rs.randint(0, nc, size=b).astype(np.int32),
-      x_real=rs.uniform(-1.0, 1.0, size=(b, s, s, 3)).astype(np.float32),
-      y_real=rs.randint(0, nc, size=b).astype(np.int32))
+  inputs = official_shim.reference_inputs(cfg, s)
 
   graph = v1.Graph()
   with graph.as_default(), contextlib.redirect_stdout(io.StringIO()):
@@ -282,19 +278,6 @@ def make_reference(mods, tf, cfg, out_dir):
                    global_step=step)
 
 
-def _git_commit(src):
-  if FLAGS.tfgan_commit:
-    return FLAGS.tfgan_commit
-  try:
-    return subprocess.run(["git", "-C", src, "rev-parse", "HEAD"], check=True,
-                          capture_output=True, text=True).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return "unknown (not a git checkout; see sha256)"
-
-
-def _sha256(path):
-  with open(path, "rb") as f:
-    return hashlib.sha256(f.read()).hexdigest()
 
 
 def main(argv):
@@ -316,8 +299,8 @@ def main(argv):
   cfg.update(
       scopes=dict(generator="Generator/generator",
                   discriminator="Discriminator/discriminator"),
-      source=dict(repo="tensorflow/gan", commit=_git_commit(src),
-                  sha256={f: _sha256(os.path.join(src, "tensorflow_gan", f))
+      source=dict(repo="tensorflow/gan", commit=official_shim.git_commit(src, FLAGS.tfgan_commit),
+                  sha256={f: official_shim.sha256(os.path.join(src, "tensorflow_gan", f))
                           for f in FILES},
                   modified=False),
       written_by="tools/make_tfgan_reference.py (see its docstring for the "

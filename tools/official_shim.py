@@ -190,3 +190,18 @@ def git_commit(src, override=None):
 def sha256(path):
   with open(path, "rb") as f:
     return hashlib.sha256(f.read()).hexdigest()
+
+
+def reference_inputs(cfg, image_size=IMAGE_SIZE):
+  """Seeded inputs of a reference: z, generator labels, real images and labels.
+
+  ``cfg`` gives ``input_seed``, ``batch_size``, ``z_dim`` and ``num_classes``.
+  """
+  b, nc = cfg["batch_size"], cfg["num_classes"]
+  rs = np.random.RandomState(cfg["input_seed"])
+  return dict(
+      z=rs.randn(b, cfg["z_dim"]).astype(np.float32),
+      y_gen=rs.randint(0, nc, size=b).astype(np.int32),
+      x_real=rs.uniform(-1.0, 1.0, size=(b, image_size, image_size, 3)).astype(
+          np.float32),
+      y_real=rs.randint(0, nc, size=b).astype(np.int32))
