@@ -10,7 +10,18 @@ as ``WORKDIR/eval/metrics_<step>.json`` and as TensorBoard scalars ``eval/IS``,
 when TensorBoard is pointed at WORKDIR).
 
 Evaluation reads checkpoints and never writes them: the models are rebuilt in memory
-for each checkpoint.
+for each checkpoint. Results go through ``tf.io.gfile``, so a ``gs://`` workdir
+gets them in the bucket.
+
+Batch-norm statistics (``Protocol.bn_stats``, see ``sagan_tf.bn_stats``): by default
+the generator draws with standing statistics recomputed in memory from the
+checkpoint's weights; ``bn_stats="moving"`` is the official protocol (the
+checkpoint's moving averages, which the official eval used), ``"batch"`` the batch
+moments of each generator call. The result records which.
+
+With a classifier of the generator's classes (``eval.digits_classifier``) the result
+also holds ``class_accuracy``: the fraction of samples the classifier reads as the
+class they were drawn for.
 
 Deliberate deviations from the official code:
 
@@ -44,6 +55,7 @@ from absl import logging
 from eval import features
 from eval import metrics
 from eval import real_stats as real_stats_lib
+from sagan_tf import bn_stats as bn_stats_lib
 from sagan_tf import checkpoint as checkpoint_lib
 
 EVAL_SUBDIR = "eval"
@@ -64,6 +76,10 @@ class Protocol:
     official_u_updates: let the generator write its spectral-norm ``u`` on every
       call as the official eval did (in memory); default: each batch starts from
       the checkpoint's ``u``.
+    bn_stats: the generator's BN statistics: "standing" (default), "moving"
+      (official) or "batch" (``sagan_tf.bn_stats``).
+    standing_passes, standing_batch_size: the standing statistics' passes and
+      their batch size (their seed is ``seed``).
   """
   num_samples: int = 50_000
   num_real: Optional[int] = None
@@ -73,6 +89,13 @@ class Protocol:
   is_splits: int = 1
   kid_max_samples: int = metrics.DEFAULT_KID_MAX_SAMPLES
   official_u_updates: bool = False
+  bn_stats: str = bn_stats_lib.DEFAULT_MODE
+  standing_passes: int = bn_stats_lib.DEFAULT_PASSES
+  standing_batch_size: int = bn_stats_lib.DEFAULT_BATCH_SIZE
+
+  def bn_stats_config(self) -> bn_stats_lib.BNStats:
+    return bn_stats_lib.BNStats(self.bn_stats, self.standing_passes,
+                                self.standing_batch_size, self.seed)
 
   @property
   def update_u(self) -> Optional[bool]:
@@ -94,17 +117,20 @@ def result_path(workdir: str, step: int) -> str:
 
 
 def write_result(workdir: str, result: dict) -> str:
-  """Writes the result JSON and the TensorBoard scalars; returns the JSON path."""
+  """Writes the result JSON and the TensorBoard scalars (``eval/IS``, ``eval/FID``,
+  ``eval/KID``, and ``eval/class_accuracy`` when measured), through
+  ``tf.io.gfile``; returns the JSON path."""
   path = result_path(workdir, result["step"])
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(result, f, indent=1, sort_keys=True)
-    f.write("\n")
-  os.replace(path + ".tmp", path)
+  tf.io.gfile.makedirs(os.path.dirname(path))
+  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+    f.write(json.dumps(result, indent=1, sort_keys=True) + "\n")
+  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
   writer = tf.summary.create_file_writer(eval_dir(workdir))
   with writer.as_default():
-    for name in ("IS", "FID", "KID"):
-      tf.summary.scalar(f"eval/{name}", result["metrics"][name], step=result["step"])
+    for name in ("IS", "FID", "KID", "class_accuracy"):
+      if result["metrics"].get(name) is not None:
+        tf.summary.scalar(f"eval/{name}", result["metrics"][name],
+                          step=result["step"])
   writer.flush()
   writer.close()
   return path
@@ -131,7 +157,8 @@ def evaluate_checkpoint(workdir: str, classifier, protocol: Protocol = Protocol(
     write: write the JSON and TensorBoard results into the workdir.
 
   Returns:
-    dict(step, checkpoint, metrics={IS, IS_std, FID, KID, KID_std}, protocol={...}).
+    dict(step, checkpoint, ema, metrics={IS, IS_std, FID, KID, KID_std[,
+    class_accuracy]}, bn_stats={mode[, passes, batch_size, seed]}, protocol={...}).
   """
   strategy = strategy or tf.distribute.get_strategy()
   path = checkpoint or checkpoint_lib.latest_checkpoint(workdir)
@@ -141,7 +168,35 @@ def evaluate_checkpoint(workdir: str, classifier, protocol: Protocol = Protocol(
   with strategy.scope():
     config, generator, _, step = checkpoint_lib.load_models(
         workdir, checkpoint=path, use_ema=use_ema)
+  result = evaluate_generator(
+      generator, config, classifier, protocol, step=step, strategy=strategy,
+      cache_dir=cache_dir, dataset_fn=dataset_fn, log_every=log_every)
+  result.update(checkpoint=path,
+                ema=bool(use_ema and checkpoint_lib.has_ema(path)))
+  if write:
+    result["path"] = write_result(workdir, result)
+  return result
+
+
+def evaluate_generator(generator, config, classifier,
+                       protocol: Protocol = Protocol(), *, step: int = 0,
+                       strategy=None, cache_dir: Optional[str] = None,
+                       dataset_fn: Optional[Callable] = None,
+                       log_every: int = 50) -> dict:
+  """Evaluates an in-memory generator (``evaluate_checkpoint`` without files).
+
+  The generator's BN statistics are set for ``protocol.bn_stats`` in place
+  (standing statistics overwrite its moving averages): pass a copy of a generator
+  that is still training (``sagan_tf.bn_stats`` never writes checkpoints, but the
+  trainer would).
+
+  Returns:
+    dict(step, metrics, bn_stats, protocol, time) as ``evaluate_checkpoint``.
+  """
+  strategy = strategy or tf.distribute.get_strategy()
   protocol = protocol.resolved(config)
+  with strategy.scope():
+    bn = bn_stats_lib.prepare(generator, protocol.bn_stats_config())
   real, info = real_stats_lib.real_stats(
       config, classifier, num_real=protocol.num_real, split=protocol.real_split,
       cache_dir=cache_dir, strategy=strategy, batch_size=protocol.batch_size,
@@ -151,34 +206,32 @@ def evaluate_checkpoint(workdir: str, classifier, protocol: Protocol = Protocol(
       generator, classifier, protocol.num_samples, seed=protocol.seed,
       strategy=strategy, batch_size=protocol.batch_size, update_u=protocol.update_u,
       is_splits=protocol.is_splits, kid_max_samples=protocol.kid_max_samples,
-      log_every=log_every)
+      log_every=log_every, training=bn.training)
   values = metrics.compare(real, fake)
   result = dict(
-      step=int(step), checkpoint=path,
-      ema=bool(use_ema and checkpoint_lib.has_ema(path)),
-      metrics=values,
+      step=int(step), metrics=values, bn_stats=bn.describe(),
       protocol=dict(dataclasses.asdict(protocol), dataset=config.dataset,
                     image_size=config.image_size, real_count=info["count"],
                     real_stats_cache=info["path"], inception=classifier.source,
                     inception_identity=classifier.identity,
                     replicas=strategy.num_replicas_in_sync),
       time=time.strftime("%Y-%m-%dT%H:%M:%S"))
-  logging.info("step %d: IS %.4f FID %.4f KID %.6f", step, values["IS"],
-               values["FID"], values["KID"])
-  if write:
-    result["path"] = write_result(workdir, result)
+  logging.info("step %d (%s BN statistics): IS %.4f FID %.4f KID %.6f%s", step,
+               bn.mode, values["IS"], values["FID"], values["KID"],
+               f" class accuracy {values['class_accuracy']:.4f}"
+               if "class_accuracy" in values else "")
   return result
 
 
 def _already_done(workdir: str, path: str, protocol: Protocol) -> bool:
   """Whether a result for this checkpoint path and protocol is on disk."""
   folder = eval_dir(workdir)
-  if not os.path.isdir(folder):
+  if not tf.io.gfile.isdir(folder):
     return False
-  for name in os.listdir(folder):
+  for name in tf.io.gfile.listdir(folder):
     if name.startswith("metrics_") and name.endswith(".json"):
       try:
-        with open(os.path.join(folder, name)) as f:
+        with tf.io.gfile.GFile(os.path.join(folder, name)) as f:
           old = json.load(f)
       except (OSError, ValueError):
         continue

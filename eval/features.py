@@ -68,12 +68,15 @@ class ReplicaRunner:
 
 def _accumulate(batches: Iterable[tuple], runner: ReplicaRunner,
                 accumulator: metrics.StatsAccumulator, total: Optional[int],
-                what: str, log_every: int) -> metrics.SetStats:
+                what: str, log_every: int,
+                on_batch: Optional[Callable] = None) -> metrics.SetStats:
   start = last_time = time.time()
   done = last_done = 0
   for i, arrays in enumerate(batches, start=1):
     out = runner(*arrays)
     accumulator.update(out["logits"], out["pool_3"])
+    if on_batch is not None:
+      on_batch(arrays, out)
     done += len(arrays[0])
     if log_every and (i % log_every == 0):
       now = time.time()  # rate since the last report (the first includes tracing)
@@ -118,8 +121,16 @@ def generated_stats(generator, classifier, num: int, *, seed: int = 0,
                     strategy=None, batch_size: int = 100, update_u=False,
                     is_splits: int = 1,
                     kid_max_samples: int = metrics.DEFAULT_KID_MAX_SAMPLES,
-                    log_every: int = 50) -> metrics.SetStats:
-  """Statistics of ``num`` generated images, classes uniform, ``training=False``.
+                    log_every: int = 50,
+                    training: bool = False) -> metrics.SetStats:
+  """Statistics of ``num`` generated images, classes uniform.
+
+  The generator runs at inference (``training=False``) with whatever BN statistics
+  it holds (``sagan_tf.bn_stats.prepare`` sets them); ``training=True`` normalises
+  each batch with its own moments (``bn_stats`` mode "batch"; the last, padded
+  batch then includes its padding rows). When the classifier has
+  ``labels_match_classes`` (``eval.digits_classifier``), the result's
+  ``class_accuracy`` is the fraction of samples whose top logit is their class.
 
   Args:
     generator: a sagan_tf Generator (built under ``strategy``'s scope when it has
@@ -133,10 +144,22 @@ def generated_stats(generator, classifier, num: int, *, seed: int = 0,
   """
 
   def fn(z, labels):
-    return classifier(generator(z, labels, training=False, update_u=update_u))
+    return classifier(generator(z, labels, training=training, update_u=update_u))
 
   runner = ReplicaRunner(fn, strategy, batch_size)
   stream = NoiseAndLabels(generator.z_dim, generator.num_classes, seed)
   acc = metrics.StatsAccumulator(num, is_splits, kid_max_samples, seed)
-  return _accumulate(stream.batches(num, runner.batch_size), runner, acc, num,
-                     "generated", log_every)
+  counts = [0, 0]  # correct, seen
+
+  def count_correct(arrays, out):
+    labels = np.asarray(arrays[1])
+    counts[0] += int(np.sum(np.argmax(out["logits"], axis=1) == labels))
+    counts[1] += len(labels)
+
+  with_accuracy = bool(getattr(classifier, "labels_match_classes", False))
+  stats = _accumulate(stream.batches(num, runner.batch_size), runner, acc, num,
+                      "generated", log_every,
+                      on_batch=count_correct if with_accuracy else None)
+  if with_accuracy:
+    stats.class_accuracy = counts[0] / max(counts[1], 1)
+  return stats

@@ -55,6 +55,9 @@ class SetStats:
     kid_features: uniform subset of pool_3 activations `[K, D]` float32, random order.
     inception_score: IS (mean over splits).
     inception_score_std: standard deviation over splits (0 for one split).
+    class_accuracy: for conditional samples and a classifier of the same classes
+      (``eval.digits_classifier``): the fraction whose top logit is the class they
+      were drawn for; None otherwise (not stored in the real-statistics cache).
   """
   count: int
   mean: np.ndarray
@@ -62,6 +65,7 @@ class SetStats:
   kid_features: np.ndarray
   inception_score: float
   inception_score_std: float
+  class_accuracy: Optional[float] = None
 
   def to_arrays(self) -> Dict[str, np.ndarray]:
     return dict(count=np.int64(self.count), mean=self.mean, cov=self.cov,
@@ -247,10 +251,14 @@ def kernel_distance(act1, act2, max_block_size: int = KID_BLOCK_SIZE):
 def compare(real: SetStats, fake: SetStats) -> Dict[str, Optional[float]]:
   """FID, KID (with its standard error) and IS of ``fake`` against ``real``.
 
-  ``KID_std`` is None when the KID sets fit in one block (no error estimate).
+  ``KID_std`` is None when the KID sets fit in one block (no error estimate);
+  ``class_accuracy`` is there when ``fake`` has one.
   """
   kid, kid_std = kernel_distance(real.kid_features, fake.kid_features)
-  return dict(
+  out = dict(
       FID=frechet_distance(real.mean, real.cov, fake.mean, fake.cov),
       KID=kid, KID_std=kid_std if math.isfinite(kid_std) else None,
       IS=fake.inception_score, IS_std=fake.inception_score_std)
+  if fake.class_accuracy is not None:
+    out["class_accuracy"] = fake.class_accuracy
+  return out

@@ -82,8 +82,13 @@ class NoiseAndLabels:
 
 def generate(generator, num: int, seed: int = 0,
              classes: Optional[Sequence[int]] = None, batch_size: int = 64,
-             update_u=False):
+             update_u=False, training: bool = False):
   """Samples ``num`` images from ``generator`` at inference (``training=False``).
+
+  The BN statistics are those the generator holds (``sagan_tf.bn_stats.prepare``
+  sets standing ones); ``training=True`` normalises each batch with its own
+  moments instead (``bn_stats`` mode "batch": the images then depend on
+  ``batch_size``).
 
   Args:
     generator: a sagan_tf Generator (attributes z_dim, num_classes).
@@ -104,7 +109,7 @@ def generate(generator, num: int, seed: int = 0,
 
   @tf.function(reduce_retracing=True)
   def run(z, labels):
-    return generator(z, labels, training=False, update_u=update_u)
+    return generator(z, labels, training=training, update_u=update_u)
 
   images, labels = [], []
   for z, y in stream.batches(num, batch_size):

@@ -6,12 +6,19 @@ r"""Inception score, FID and KID of a sagan_tf workdir, or of two image sets.
     python -m launch.eval --workdir=/runs/sagan --watch --timeout=3600
     # Two .npz files (key `images`, uint8 [N, H, W, 3]): one JSON line on stdout
     python -m launch.eval --images_a=a.npz --images_b=b.npz
+    # A digits run, in the features of a small digit classifier (offline):
+    python -m launch.eval --workdir=runs/digits32 --classifier=digits
+    # The official protocol (the checkpoint's BN moving averages):
+    python -m launch.eval --workdir=/runs/sagan --bn_stats=moving
 
 Results go to WORKDIR/eval/metrics_<step>.json (with the protocol) and to
 TensorBoard scalars eval/IS, eval/FID, eval/KID under WORKDIR/eval. Real-image
 statistics are cached under --cache_dir. The Inception network is the TF-GAN
 module from TF-Hub, or the local copy at --inception_path (see README,
-"Evaluation", to use it offline). The logic lives in the ``eval`` package.
+"Evaluation", to use it offline); ``--classifier=digits`` takes the digit
+classifier of ``eval.digits_classifier`` instead and adds the class accuracy.
+The generator draws with standing BN statistics by default (``--bn_stats``,
+``sagan_tf.bn_stats``). The logic lives in the ``eval`` package.
 """
 import json
 import sys
@@ -31,7 +38,12 @@ flags.DEFINE_string("images_a", None, ".npz with uint8 `images` [N, H, W, 3].")
 flags.DEFINE_string("images_b", None, ".npz with uint8 `images` [N, H, W, 3].")
 flags.DEFINE_string("inception_path", None,
                     "Local copy of the TF-GAN Inception module (default: TF-Hub).")
-flags.DEFINE_integer("num_samples", 50_000, "Generated samples (official 50,000).")
+flags.DEFINE_enum("classifier", "inception", ["inception", "digits"],
+                  "Feature network: the TF-GAN Inception network, or the digit "
+                  "classifier of eval.digits_classifier (digits runs; adds the "
+                  "class accuracy of the samples).")
+flags.DEFINE_integer("num_samples", None, "Generated samples (default: 50,000, "
+                     "official; 10,000 with --classifier=digits).")
 flags.DEFINE_integer("num_real", None, "Real images (default: --num_samples).")
 flags.DEFINE_string("split", None, "Split of the real images (default: config's).")
 flags.DEFINE_integer("batch_size", 100, "Global batch of generator and Inception.")
@@ -43,6 +55,14 @@ flags.DEFINE_bool("official_u_updates", False, "Let the generator write its "
                   "(in memory only); default: each batch starts from the "
                   "checkpoint's u, so results do not depend on the batch size.")
 flags.DEFINE_bool("use_ema", True, "Evaluate the EMA generator when present.")
+flags.DEFINE_enum("bn_stats", "standing", ["standing", "moving", "batch"],
+                  "Generator BN statistics: standing (recomputed from the "
+                  "checkpoint's weights, in memory), moving (the checkpoint's "
+                  "moving averages: the official protocol) or batch (each "
+                  "batch's own moments). See sagan_tf.bn_stats.")
+flags.DEFINE_integer("standing_passes", 16, "Standing statistics: passes.")
+flags.DEFINE_integer("standing_batch_size", 64,
+                     "Standing statistics: samples per pass.")
 flags.DEFINE_string("cache_dir", None, "Real-statistics cache folder (default: "
                     "$SAGAN_TF_CACHE_DIR or ~/.cache/sagan_tf).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
@@ -54,13 +74,37 @@ flags.DEFINE_integer("log_every", 50, "Log progress every this many batches.")
 flags.DEFINE_bool("download", True, "Download and prepare the run's TFDS dataset "
                   "if it is not prepared yet (needs internet).")
 
+DIGITS_NUM_SAMPLES = 10_000
+
+
+def _num_samples():
+  if FLAGS.num_samples is not None:
+    return FLAGS.num_samples
+  return DIGITS_NUM_SAMPLES if FLAGS.classifier == "digits" else 50_000
+
+
 def _protocol():
   from eval import evaluate  # pylint: disable=g-import-not-at-top
   return evaluate.Protocol(
-      num_samples=FLAGS.num_samples, num_real=FLAGS.num_real,
+      num_samples=_num_samples(), num_real=FLAGS.num_real,
       real_split=FLAGS.split, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
       is_splits=FLAGS.is_splits, kid_max_samples=FLAGS.kid_max_samples,
-      official_u_updates=FLAGS.official_u_updates)
+      official_u_updates=FLAGS.official_u_updates, bn_stats=FLAGS.bn_stats,
+      standing_passes=FLAGS.standing_passes,
+      standing_batch_size=FLAGS.standing_batch_size)
+
+
+def _load_classifier(strategy):
+  """The feature network of --classifier (UsageError when unavailable)."""
+  # pylint: disable=g-import-not-at-top
+  from eval import inception
+  if FLAGS.classifier == "digits":
+    from eval import digits_classifier
+    return digits_classifier.load_digits_classifier(FLAGS.cache_dir, strategy)
+  try:
+    return inception.load_classifier(FLAGS.inception_path, strategy=strategy)
+  except inception.InceptionUnavailableError as e:
+    raise app.UsageError(str(e)) from None
 
 
 def main(argv):
@@ -71,16 +115,17 @@ def main(argv):
     raise app.UsageError("--images_a and --images_b go together.")
   if bool(compare) == bool(FLAGS.workdir):
     raise app.UsageError("Give either --workdir or --images_a/--images_b.")
+  if FLAGS.standing_passes <= 0 or FLAGS.standing_batch_size <= 0:
+    raise app.UsageError("--standing_passes and --standing_batch_size must be "
+                         "positive.")
   # Imports after flag parsing: --help stays fast.
   from eval import evaluate  # pylint: disable=g-import-not-at-top
-  from eval import inception  # pylint: disable=g-import-not-at-top
   from sagan_tf.strategy import make_strategy  # pylint: disable=g-import-not-at-top
 
   strategy = make_strategy(FLAGS.strategy, cpu_replicas=FLAGS.cpu_replicas)
-  try:
-    classifier = inception.load_classifier(FLAGS.inception_path, strategy=strategy)
-  except inception.InceptionUnavailableError as e:
-    raise app.UsageError(str(e)) from None
+  if FLAGS.workdir and FLAGS.classifier == "digits":
+    _check_digits_run(FLAGS.workdir)
+  classifier = _load_classifier(strategy)
 
   if compare:
     values = evaluate.compare_image_sets(
@@ -97,6 +142,18 @@ def main(argv):
     _evaluate_workdir(evaluate, classifier, kwargs)
   except FileNotFoundError as e:  # not a workdir, or no checkpoint yet
     raise app.UsageError(str(e)) from None
+
+
+def _check_digits_run(workdir):
+  from sagan_tf import checkpoint  # pylint: disable=g-import-not-at-top
+  try:
+    config = checkpoint.load_config(workdir)
+  except FileNotFoundError as e:
+    raise app.UsageError(str(e)) from None
+  if config.dataset != "digits":
+    raise app.UsageError(
+        f"--classifier=digits measures runs on the digits dataset; {workdir!r} "
+        f"trains on {config.dataset!r}: use --classifier=inception.")
 
 
 def _evaluate_workdir(evaluate, classifier, kwargs):
@@ -119,8 +176,8 @@ def _evaluate_workdir(evaluate, classifier, kwargs):
     result = evaluate.evaluate_checkpoint(FLAGS.workdir, classifier, _protocol(),
                                           checkpoint=FLAGS.checkpoint, **kwargs)
     logging.info("Wrote %s", result["path"])
-    print(json.dumps(dict(step=result["step"], **result["metrics"]),
-                     sort_keys=True), flush=True)
+    print(json.dumps(dict(step=result["step"], bn_stats=result["bn_stats"],
+                          **result["metrics"]), sort_keys=True), flush=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,11 @@ r"""Exports the generator of a sagan_tf workdir as a TensorFlow SavedModel.
 Signature ``serving_default``: z float32 [None, z_dim], labels int32 [None] ->
 {"images": uint8 [None, S, S, 3]}; load with ``tf.saved_model.load`` (no sagan_tf
 needed). ``--use_ema`` (default) exports the EMA generator when the checkpoint has
-one; ``--nouse_ema`` the live generator. The logic lives in ``sagan_tf.export``.
+one; ``--nouse_ema`` the live generator. ``--bn_stats`` picks the BN statistics
+frozen into the model: ``standing`` (default, recomputed from the checkpoint's
+weights), ``moving`` (the checkpoint's moving averages, official inference) or
+``batch`` (each request's own batch moments); OUTPUT/sagan_tf_export.json records
+it. The logic lives in ``sagan_tf.export``.
 """
 from absl import app
 from absl import flags
@@ -17,23 +21,36 @@ flags.DEFINE_string("output", None, "SavedModel directory to write (new or empty
 flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest).")
 flags.DEFINE_bool("use_ema", True,
                   "Export the EMA generator when the checkpoint has one.")
+flags.DEFINE_enum("bn_stats", "standing", ["standing", "moving", "batch"],
+                  "Generator BN statistics: standing (recomputed from the "
+                  "checkpoint's weights), moving (official inference) or batch "
+                  "(each request's own moments). See sagan_tf.bn_stats.")
+flags.DEFINE_integer("standing_passes", 16, "Standing statistics: passes.")
+flags.DEFINE_integer("standing_batch_size", 64,
+                     "Standing statistics: samples per pass.")
+flags.DEFINE_integer("standing_seed", 0, "Standing statistics: seed.")
 flags.mark_flags_as_required(["workdir", "output"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  from sagan_tf import export  # after flag parsing: --help stays fast
+  # After flag parsing: --help stays fast.
+  from sagan_tf import bn_stats  # pylint: disable=g-import-not-at-top
+  from sagan_tf import export  # pylint: disable=g-import-not-at-top
 
   try:
     path, config, step, used_ema = export.export_workdir(
         FLAGS.workdir, FLAGS.output, checkpoint=FLAGS.checkpoint,
-        use_ema=FLAGS.use_ema)
+        use_ema=FLAGS.use_ema, bn_stats=bn_stats.BNStats(
+            FLAGS.bn_stats, FLAGS.standing_passes, FLAGS.standing_batch_size,
+            FLAGS.standing_seed))
   except (FileNotFoundError, FileExistsError, ValueError) as e:
     raise app.UsageError(str(e)) from None
-  logging.info("Exported the %s generator of step %d (%dx%d, %d classes, z %d) "
-               "to %s.", "EMA" if used_ema else "live", step, config.image_size,
-               config.image_size, config.num_classes, config.z_dim, path)
+  logging.info("Exported the %s generator of step %d (%dx%d, %d classes, z %d, "
+               "%s BN statistics) to %s.", "EMA" if used_ema else "live", step,
+               config.image_size, config.image_size, config.num_classes,
+               config.z_dim, FLAGS.bn_stats, path)
 
 
 if __name__ == "__main__":

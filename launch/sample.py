@@ -21,11 +21,20 @@ each; columns: the two classes' CBN parameters mixed from a to b) write an
 interpolation grid instead of the samples; ``--truncation=0.5`` applies the
 truncation trick to the noise of any grid (eval.grids).
 
+``--bn_stats`` picks the generator's batch-norm statistics (sagan_tf.bn_stats):
+``standing`` (default: recomputed in memory from the checkpoint's weights over
+--standing_passes seeded passes), ``moving`` (the checkpoint's moving averages, the
+official inference path) or ``batch`` (each batch's own moments, as the training
+grids; the images then depend on --batch_size). The .npz records the choice
+(``bn_stats``, a JSON string) and the checkpoint ``step``.
+
 ``--attention_maps=attn.png`` draws, for the first min(--num, 4) of these samples,
 where each generator attention block looks from the ``--queries`` pixels
 ("y,x;y,x" in output-image coordinates; default one per quadrant centre): the
 image with the queries marked, then one heat map per query (sagan_tf.attention_maps).
 """
+import io
+import json
 import os
 
 import numpy as np
@@ -44,6 +53,15 @@ flags.DEFINE_integer("batch_size", 64, "Images per generator call.")
 flags.DEFINE_string("png", None, "Write a grid of the images to this PNG.")
 flags.DEFINE_string("npz", None, "Write images (uint8) and labels to this .npz.")
 flags.DEFINE_bool("use_ema", True, "Use the EMA generator when present.")
+flags.DEFINE_enum("bn_stats", "standing", ["standing", "moving", "batch"],
+                  "Generator BN statistics: standing (recomputed from the "
+                  "checkpoint's weights, in memory), moving (the checkpoint's "
+                  "moving averages: official inference) or batch (each batch's "
+                  "own moments). See sagan_tf.bn_stats.")
+flags.DEFINE_integer("standing_passes", 16, "Standing statistics: passes.")
+flags.DEFINE_integer("standing_batch_size", 64,
+                     "Standing statistics: samples per pass.")
+flags.DEFINE_integer("standing_seed", 0, "Standing statistics: seed.")
 flags.DEFINE_string("attention_maps", None,
                     "Write the attention-map figure of the first samples here.")
 flags.DEFINE_string("queries", None, "Attention query pixels 'y,x;y,x' "
@@ -68,24 +86,38 @@ def load_generator(workdir, checkpoint=None, use_ema=True):
   return config, generator, step
 
 
-def sample(generator, num, classes=None, seed=0, batch_size=64):
-  """(images uint8 [num, S, S, 3], labels int32 [num])."""
+def sample(generator, num, classes=None, seed=0, batch_size=64, bn_stats=None):
+  """(images uint8 [num, S, S, 3], labels int32 [num]).
+
+  ``bn_stats``: a ``sagan_tf.bn_stats.BNStats`` already applied with
+  ``bn_stats.prepare`` (None: the generator as it is, at inference).
+  """
   from eval import sampling  # pylint: disable=g-import-not-at-top
   from sagan_tf import images as images_lib  # pylint: disable=g-import-not-at-top
+  training = bool(bn_stats is not None and bn_stats.training)
   images, labels = sampling.generate(generator, num, seed=seed, classes=classes,
-                                     batch_size=batch_size)
+                                     batch_size=batch_size, training=training)
   return images_lib.to_uint8(images), labels
 
 
-def write_outputs(images, labels, png=None, npz=None):
-  """Writes the PNG grid and/or the .npz; returns the paths written."""
+def write_outputs(images, labels, png=None, npz=None, extra=None):
+  """Writes the PNG grid and/or the .npz (any tf.io.gfile path; ``extra``:
+  more JSON-able entries stored as JSON strings); returns the paths written."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from sagan_tf import images as images_lib  # pylint: disable=g-import-not-at-top
   written = []
   if png:
     written.append(images_lib.save_png(png, images_lib.image_grid(images)))
   if npz:
-    os.makedirs(os.path.dirname(os.path.abspath(npz)), exist_ok=True)
-    np.savez(npz, images=images, labels=labels)
+    folder = os.path.dirname(npz)
+    if folder:
+      tf.io.gfile.makedirs(folder)
+    buffer = io.BytesIO()  # np.savez seeks; a GFile being written cannot
+    np.savez(buffer, images=images, labels=labels,
+             **{k: np.array(json.dumps(v, sort_keys=True))
+                for k, v in (extra or {}).items()})
+    with tf.io.gfile.GFile(npz, "wb") as f:
+      f.write(buffer.getvalue())
     written.append(npz)
   return written
 
@@ -117,21 +149,30 @@ def main(argv):
     classes = sampling.parse_classes(FLAGS.classes)
   except ValueError as e:
     raise app.UsageError(f"--classes={FLAGS.classes!r}: {e}") from None
+  from sagan_tf import bn_stats as bn_stats_lib  # pylint: disable=g-import-not-at-top
+  try:
+    bn_stats = bn_stats_lib.BNStats(FLAGS.bn_stats, FLAGS.standing_passes,
+                                    FLAGS.standing_batch_size, FLAGS.standing_seed)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   try:
     config, generator, step = load_generator(FLAGS.workdir, FLAGS.checkpoint,
                                              FLAGS.use_ema)
   except FileNotFoundError as e:
     raise app.UsageError(str(e)) from None
+  bn_stats_lib.prepare(generator, bn_stats)
   plain = FLAGS.grid == "samples" and not FLAGS.truncation
   if (FLAGS.png or FLAGS.npz) and plain:
     try:
       images, labels = sample(generator, FLAGS.num, classes, FLAGS.seed,
-                              FLAGS.batch_size)
+                              FLAGS.batch_size, bn_stats)
     except ValueError as e:  # classes outside [0, num_classes)
       raise app.UsageError(str(e)) from None
-    for path in write_outputs(images, labels, FLAGS.png, FLAGS.npz):
-      logging.info("Wrote %s (%d images, step %d, %dx%d).", path, len(images),
-                   step, config.image_size, config.image_size)
+    for path in write_outputs(images, labels, FLAGS.png, FLAGS.npz,
+                              extra=dict(bn_stats=bn_stats.describe(), step=step)):
+      logging.info("Wrote %s (%d images, step %d, %dx%d, %s BN statistics).",
+                   path, len(images), step, config.image_size,
+                   config.image_size, bn_stats.mode)
   if FLAGS.attention_maps:
     from sagan_tf import attention_maps  # pylint: disable=g-import-not-at-top
     try:

@@ -50,6 +50,13 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir.")
 _DOWNLOAD = flags.DEFINE_bool(
     "download", True, "Download and prepare a TFDS dataset that is not yet "
     "prepared in --data_dir (needs internet; --nodownload to only read).")
+_EVAL_CLASSIFIER = flags.DEFINE_enum(
+    "eval_classifier", None, ["digits", "inception"],
+    "With --set=eval_every=N: the feature network (default: digits for the "
+    "digits dataset, else inception).")
+_EVAL_NUM_SAMPLES = flags.DEFINE_integer(
+    "eval_num_samples", 5000, "With --set=eval_every=N: generated samples per "
+    "evaluation.")
 _SET = flags.DEFINE_multi_string("set", [], "field=value override of any Config "
                                  "field (repeatable).")
 
@@ -105,9 +112,11 @@ def main(argv):
   from sagan_tf import train as train_lib  # pylint: disable=g-import-not-at-top
   logging.info("Strategy: %s", strategy_lib.describe(strategy))
   try:
+    on_eval = _train_evaluator(config, workdir, strategy)
     trainer = train_lib.Trainer(config, workdir, strategy,
                                 deterministic=_DETERMINISTIC.value,
-                                on_log=lambda p: logging.info("%s", p.line()))
+                                on_log=lambda p: logging.info("%s", p.line()),
+                                on_eval=on_eval)
   except (run_state.ConfigMismatchError, run_state.CheckpointMismatchError,
           data.DataError, strategy_lib.BatchSizeError) as e:
     logging.error("%s", e)
@@ -140,6 +149,31 @@ def main(argv):
   else:
     logging.info("Done at step %d: checkpoint %s, samples %s.", result.step,
                  result.checkpoint, result.sample_png)
+  if trainer.last_eval is not None:
+    values = trainer.last_eval["metrics"]
+    logging.info("Evaluation at step %d (%s): %s", trainer.last_eval["step"],
+                 trainer.last_eval.get("path", ""), ", ".join(
+                     f"{k} {v:.4f}" for k, v in sorted(values.items())
+                     if v is not None))
+
+
+def _train_evaluator(config, workdir, strategy):
+  """The in-training evaluator of --set=eval_every=N (None when 0)."""
+  if not config.eval_every:
+    return None
+  # pylint: disable=g-import-not-at-top
+  from eval import evaluate
+  from eval import train_eval
+  name = _EVAL_CLASSIFIER.value or train_eval.default_classifier_name(config)
+  if name == "digits" and config.dataset != "digits":
+    raise app.UsageError("--eval_classifier=digits measures digits runs only.")
+  try:
+    classifier = train_eval.load_named_classifier(name, strategy)
+    return train_eval.make_train_evaluator(
+        config, workdir, strategy, classifier=classifier,
+        protocol=evaluate.Protocol(num_samples=_EVAL_NUM_SAMPLES.value))
+  except (ValueError, RuntimeError, OSError) as e:  # no Inception offline, TPU
+    raise app.UsageError(f"eval_every={config.eval_every}: {e}") from None
 
 
 if __name__ == "__main__":

@@ -94,6 +94,8 @@ class Config:
   sample_every: int = 1000
   checkpoint_every: int = 1000
   keep_checkpoints: int = 5
+  # Evaluate every N steps and at the end (0 = off); see eval.train_eval.
+  eval_every: int = 0
 
   def replace(self, **changes) -> "Config":
     return dataclasses.replace(self, **changes).validate()
@@ -118,6 +120,7 @@ class Config:
          "must be >= 0 (0 = normalise over the whole global batch)")
     need(self.bn_group_size == 0 or self.batch_size % self.bn_group_size == 0,
          "bn_group_size", f"must divide batch_size={self.batch_size} (or be 0)")
+    need(self.eval_every >= 0, "eval_every", "must be >= 0; 0 is off")
     need(self.loss in ("hinge", "kl"), "loss", "must be 'hinge' or 'kl'")
     need(self.variant in ("official", "tfgan_estimator"), "variant",
          "must be 'official' or 'tfgan_estimator'")

@@ -21,13 +21,22 @@ vectors on every forward pass, inference included, so calling it twice drifts
 frozen: each call still runs one power iteration from the stored ``u`` and
 normalises by the resulting sigma, but never writes ``u`` back. Every call thus
 equals *one* official inference forward from the exported state, and the model is
-a pure function of its inputs (thread-safe, reproducible). BN layers use their
-moving statistics (inference mode).
+a pure function of its inputs (thread-safe, reproducible).
+
+Batch-norm statistics (``sagan_tf.bn_stats``): ``export_workdir`` exports with
+standing statistics by default (recomputed in memory from the checkpoint's weights
+and frozen into the SavedModel); ``bn_stats="moving"`` keeps the checkpoint's moving
+averages (official inference); ``"batch"`` serves with each request's own batch
+moments (the moving statistics the forward pass would write are put back, so the
+model stays pure; a request's images then depend on the whole batch). The choice is
+recorded in ``OUTPUT/sagan_tf_export.json`` with the step and whether the EMA
+generator was exported. Files are written through ``tf.io.gfile`` (gs:// works).
 
 There is no official counterpart (the official code only wrote TF1 checkpoints).
 """
 from __future__ import annotations
 
+import json
 import os
 
 import keras
@@ -42,41 +51,55 @@ def to_uint8(images):
   return tf.cast(tf.clip_by_value(x, 0.0, 255.0), tf.uint8)
 
 
-def serving_fn(generator):
-  """The serving ``tf.function`` (z, labels) -> {"images": uint8} of a generator."""
+def serving_fn(generator, batch_statistics: bool = False):
+  """The serving ``tf.function`` (z, labels) -> {"images": uint8} of a generator.
+
+  ``batch_statistics``: normalise with each request's batch moments (leaving the
+  moving statistics unchanged) instead of the stored statistics.
+  """
+  from sagan_tf import bn_stats as bn_stats_lib  # pylint: disable=g-import-not-at-top
   generator.build_variables()
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, generator.z_dim], tf.float32, name="z"),
       tf.TensorSpec([None], tf.int32, name="labels")])
   def serve(z, labels):
-    images = generator(z, labels, training=False, update_u=False)
+    if batch_statistics:
+      images = bn_stats_lib.batch_forward(generator, z, labels, update_u=False)
+    else:
+      images = generator(z, labels, training=False, update_u=False)
     return {"images": to_uint8(images)}
 
   return serve
 
 
-def export_generator(generator, output_dir: str) -> str:
+def export_generator(generator, output_dir: str,
+                     batch_statistics: bool = False) -> str:
   """Writes ``generator`` as a SavedModel into ``output_dir``; returns the path.
 
   Args:
-    generator: a ``sagan_tf.generator.Generator`` (the EMA one for EMA samples).
-    output_dir: a new or empty directory.
+    generator: a ``sagan_tf.generator.Generator`` (the EMA one for EMA samples),
+      its BN statistics as they should be served.
+    output_dir: a new or empty directory (any tf.io.gfile path).
+    batch_statistics: serve with each request's batch moments.
 
   Raises:
     FileExistsError: ``output_dir`` exists and is not empty.
   """
-  if os.path.isdir(output_dir) and os.listdir(output_dir):
+  if tf.io.gfile.isdir(output_dir) and tf.io.gfile.listdir(output_dir):
     raise FileExistsError(f"Export directory {output_dir!r} is not empty.")
   archive = keras.export.ExportArchive()
   archive.track(generator)
-  archive.add_endpoint(SIGNATURE, serving_fn(generator))
+  archive.add_endpoint(SIGNATURE, serving_fn(generator, batch_statistics))
   archive.write_out(output_dir, verbose=False)
   return output_dir
 
 
+INFO_FILE = "sagan_tf_export.json"
+
+
 def export_workdir(workdir: str, output_dir: str, checkpoint=None,
-                   use_ema: bool = True):
+                   use_ema: bool = True, bn_stats=None):
   """Exports the generator of a sagan_tf workdir's checkpoint.
 
   Args:
@@ -84,12 +107,22 @@ def export_workdir(workdir: str, output_dir: str, checkpoint=None,
     output_dir: SavedModel directory to write (new or empty).
     checkpoint: a checkpoint path; default the latest.
     use_ema: export the EMA generator when the checkpoint has one.
+    bn_stats: a ``sagan_tf.bn_stats.BNStats`` (default: standing statistics).
 
   Returns:
     (output_dir, config, step, used_ema).
   """
-  from sagan_tf import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from sagan_tf import bn_stats as bn_stats_lib
+  from sagan_tf import checkpoint as ckpt_lib
+  if tf.io.gfile.isdir(output_dir) and tf.io.gfile.listdir(output_dir):
+    raise FileExistsError(f"Export directory {output_dir!r} is not empty.")
   path = checkpoint or ckpt_lib.latest_checkpoint(workdir)
   config, generator, _, step = ckpt_lib.load_models(workdir, path, use_ema=use_ema)
   used_ema = bool(use_ema and path is not None and ckpt_lib.has_ema(path))
-  return export_generator(generator, output_dir), config, step, used_ema
+  bn = bn_stats_lib.prepare(generator, bn_stats)
+  export_generator(generator, output_dir, batch_statistics=bn.training)
+  with tf.io.gfile.GFile(os.path.join(output_dir, INFO_FILE), "w") as f:
+    f.write(json.dumps(dict(step=step, checkpoint=path, ema=used_ema,
+                            bn_stats=bn.describe()), indent=1, sort_keys=True))
+  return output_dir, config, step, used_ema

@@ -102,13 +102,19 @@ class Trainer:
     dataset_fn: ``(strategy, config, skip_batches) -> distributed dataset`` of
       (images, labels) per-replica batches; default ``sagan_tf.data``.
     on_log: called with a ``summaries.Progress`` at every log step.
+    on_eval: ``(step, generator) -> result`` called every ``config.eval_every``
+      steps and at the end (when eval_every > 0) with the generator samples come
+      from (the EMA one if kept); see ``eval.train_eval``.
   """
 
   def __init__(self, config: Config, workdir: str, strategy=None, *,
                deterministic: bool = False,
                dataset_fn: Callable = default_dataset_fn,
-               on_log: Optional[Callable[[summaries.Progress], None]] = None):
+               on_log: Optional[Callable[[summaries.Progress], None]] = None,
+               on_eval: Optional[Callable] = None):
     self.config = config.validate()
+    self.on_eval = on_eval
+    self.last_eval = None
     self.workdir = workdir
     self.strategy = strategy or tf.distribute.get_strategy()
     self.on_log = on_log
@@ -159,6 +165,7 @@ class Trainer:
     self.writer = summaries.SummaryWriter(workdir, enabled=self.chief)
     z, labels, self.sample_grid = summaries.fixed_sample_inputs(config)
     sample_model = self.ema.generator if self.ema is not None else self.generator
+    self.sample_model = sample_model
     self._sample_fn = tf.function(
         lambda: step_lib.sample_images(self.strategy, sample_model, z, labels))
     self._stop = threading.Event()
@@ -293,6 +300,9 @@ class Trainer:
           t0, s0 = now, step
         if step % cfg.sample_every == 0 or final:
           png = self.write_samples() or png
+        if self.on_eval is not None and cfg.eval_every and (
+            step % cfg.eval_every == 0 or final):
+          self.last_eval = self.on_eval(step, self.sample_model)
         if step % cfg.checkpoint_every == 0 or final:
           self.save()
       if self._saved_step != step:  # stop requested after the step's bookkeeping
@@ -308,11 +318,11 @@ class Trainer:
 
 def train(config: Config, workdir: str, strategy=None, *, until=None,
           deterministic=False, dataset_fn=default_dataset_fn,
-          on_log=None) -> TrainResult:
+          on_log=None, on_eval=None) -> TrainResult:
   """Builds or resumes the run in ``workdir`` and trains it to ``until``
   (default ``config.train_steps``); see ``Trainer``."""
   trainer = Trainer(config, workdir, strategy, deterministic=deterministic,
-                    dataset_fn=dataset_fn, on_log=on_log)
+                    dataset_fn=dataset_fn, on_log=on_log, on_eval=on_eval)
   try:
     return trainer.run(until)
   finally:
