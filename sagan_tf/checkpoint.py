@@ -56,7 +56,10 @@ def save_models(workdir: str, config: Config, generator, discriminator,
 
 def has_ema(path: str) -> bool:
   """Whether the checkpoint at ``path`` holds an EMA generator."""
-  names = {n for n, _ in tf.train.list_variables(path)}
+  # The reader itself: tf.train.list_variables asks gfile whether the path is a
+  # directory first, which ram:// (and so possibly other file systems) answers
+  # yes for a checkpoint prefix.
+  names = tf.compat.v1.train.NewCheckpointReader(path).get_variable_to_shape_map()
   return any(n.startswith("ema_generator/") for n in names)
 
 
