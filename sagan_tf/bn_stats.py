@@ -28,7 +28,10 @@ against 88% with batch statistics) draws washed-out images from them. Three mode
 
 How the passes read the batch moments: each BN layer's ``decay`` is set to 0 for
 the passes (its moving average is then the last batch's moment) and restored
-afterwards; the layers are found by walking the generator's sub-layers.
+afterwards; the layers are found by walking the generator's sub-layers. With
+tower BN (``Config.bn_group_size``) each pass's batch is normalised as one group
+(its ``group_size`` is set to 0 for the passes), so ``batch_size`` plays the
+group's part: keep it equal to ``bn_group_size`` (both 64 in ``imagenet128``).
 """
 from __future__ import annotations
 
@@ -123,12 +126,14 @@ def compute_standing_statistics(generator, passes: int = DEFAULT_PASSES,
   layers = bn_layers(generator)
   if not layers:
     raise ValueError(f"{generator.name} has no batch-norm layer to set.")
-  decays = [layer.decay for layer in layers]
+  saved = [(layer.decay, getattr(layer, "group_size", None)) for layer in layers]
   sums = [[np.zeros(layer.moving_mean.shape, np.float64),
            np.zeros(layer.moving_variance.shape, np.float64)] for layer in layers]
   try:
     for layer in layers:
       layer.decay = 0.0  # the moving average then holds the last batch's moments
+      if getattr(layer, "group_size", None) is not None:
+        layer.group_size = 0  # tower BN: the pass's batch is one group
 
     @tf.function
     def forward(z, labels):
@@ -140,8 +145,10 @@ def compute_standing_statistics(generator, passes: int = DEFAULT_PASSES,
         acc[0] += layer.moving_mean.numpy()
         acc[1] += layer.moving_variance.numpy()
   finally:
-    for layer, decay in zip(layers, decays):
+    for layer, (decay, group_size) in zip(layers, saved):
       layer.decay = decay
+      if group_size is not None:
+        layer.group_size = group_size
   for layer, (mean, var) in zip(layers, sums):
     layer.moving_mean.assign((mean / passes).astype(np.float32))
     layer.moving_variance.assign((var / passes).astype(np.float32))

@@ -31,8 +31,10 @@ def test_finds_every_bn_layer():
 def test_standing_mean_of_first_cbn_is_the_average_of_its_batch_moments():
   g = _generator()
   passes, batch = 3, 5
-  bn_stats.compute_standing_statistics(g, passes=passes, batch_size=batch, seed=4)
   first = g.g_block1.cbn_0  # its input is g_snh0(z)
+  first.group_size = 1  # tower BN of one example each: still the batch's moments
+  bn_stats.compute_standing_statistics(g, passes=passes, batch_size=batch, seed=4)
+  assert first.group_size == 1
   means, variances = [], []
   for z, _ in bn_stats.standing_inputs(g, passes, batch, seed=4):
     x = tf.reshape(g.g_snh0(tf.constant(z), update_u=False),
@@ -65,12 +67,15 @@ def test_standing_keeps_u_weights_and_decay_and_is_seeded():
   g = _generator()
   before = {w.path: w.numpy().copy() for w in g.weights}
   decays = [layer.decay for layer in bn_stats.bn_layers(g)]
+  for layer in bn_stats.bn_layers(g):
+    layer.group_size = 2  # tower BN: the passes still use the whole batch
   bn_stats.compute_standing_statistics(g, passes=2, batch_size=4, seed=1)
   changed = {p for p, w in ((w.path, w) for w in g.weights)
              if not np.array_equal(before[p], w.numpy())}
   assert changed and all("moving_" in p for p in changed), changed
   assert any(p.endswith("/u") or "/u" in p for p in before)  # u exists, unchanged
   assert [layer.decay for layer in bn_stats.bn_layers(g)] == decays
+  assert all(layer.group_size == 2 for layer in bn_stats.bn_layers(g))
   first = _moving(g)
   bn_stats.compute_standing_statistics(g, passes=2, batch_size=4, seed=1)
   for a, b in zip(first, _moving(g)):
