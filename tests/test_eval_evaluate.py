@@ -22,8 +22,9 @@ from tests.test_eval_cli import np_kid
 
 # kid_max_samples covers both sets, so KID uses every activation and can be
 # checked against numpy (the reservoir subset is tested in test_eval_metrics).
-PROTOCOL = evaluate.Protocol(num_samples=20, num_real=24, batch_size=8,
-                             kid_max_samples=24)
+# The test compares with the moving-statistics forward (official protocol).
+PROTOCOL = evaluate.Protocol(bn_stats="moving", num_samples=20, num_real=24,
+                             batch_size=8, kid_max_samples=24)
 
 
 class FakeData:

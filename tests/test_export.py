@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from sagan_tf import bn_stats
 from sagan_tf import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
 from sagan_tf import export as export_lib
@@ -82,7 +83,7 @@ def test_launcher_export_loads_without_sagan_tf(workdir, tmp_path):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   proc = subprocess.run(
       [sys.executable, "-m", "launch.export", f"--workdir={workdir}",
-       f"--output={export_dir}"],
+       f"--output={export_dir}", "--bn_stats=moving"],  # official inference
       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "Exported the EMA generator of step 5" in proc.stderr
@@ -112,8 +113,9 @@ def test_launcher_export_loads_without_sagan_tf(workdir, tmp_path):
 
 def test_live_generator_export_differs(workdir, tmp_path):
   export_dir = str(tmp_path / "live")
-  path, _, step, used_ema = export_lib.export_workdir(workdir, export_dir,
-                                                     use_ema=False)
+  path, _, step, used_ema = export_lib.export_workdir(
+      workdir, export_dir, use_ema=False,
+      bn_stats=bn_stats.BNStats("moving"))  # official inference
   assert (path, step, used_ema) == (export_dir, 5, False)
   _, live, _, _ = ckpt_lib.load_models(workdir, use_ema=False)
   loaded = tf.saved_model.load(export_dir)

@@ -73,7 +73,7 @@ def test_cli_writes_png_and_npz_from_the_ema_generator(workdir, tmp_path):
   proc = subprocess.run(
       [sys.executable, "-m", "launch.sample", f"--workdir={path}", "--num=6",
        "--classes=1,3", "--seed=3", "--batch_size=4", f"--png={png}",
-       f"--npz={npz}"], cwd=REPO, env=env, capture_output=True, text=True,
+       f"--npz={npz}", "--bn_stats=moving"], cwd=REPO, env=env, capture_output=True, text=True,
       timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with np.load(npz) as f:
