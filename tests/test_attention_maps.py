@@ -159,7 +159,7 @@ def test_sample_cli_writes_attention_figure(tmp_path):
   proc = subprocess.run(
       [sys.executable, "-m", "launch.sample", f"--workdir={workdir}", "--num=3",
        "--classes=4,7", "--seed=5", "--queries=2,3;30,17",
-       f"--attention_maps={path}"],
+       f"--attention_maps={path}", "--bn_stats=moving"],
       cwd=repo, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
       capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
