@@ -86,7 +86,7 @@ def test_evaluate_workdir_on_digits(tmp_path):
   checkpoint_lib.save_models(workdir, config, g, d, step=3)
   cls = save_tiny_classifier(str(tmp_path / "tiny"), dim=4)
   out = run_eval(f"--workdir={workdir}", f"--inception_path={cls}",
-                 "--num_samples=10", "--batch_size=5",
+                 "--num_samples=10", "--batch_size=5", "--bn_stats=moving",
                  f"--cache_dir={tmp_path / 'cache'}")
   assert out["step"] == 3
   # Independent: the first 10 digits, the same seeded samples, numpy metrics.
