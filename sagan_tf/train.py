@@ -15,10 +15,34 @@ Workdir (layout of ``sagan_tf.checkpoint``)::
 
 Checkpoints are written every ``config.checkpoint_every`` steps, at the end, and
 when SIGTERM or SIGINT arrives (the current step finishes, a checkpoint is written
-and ``run`` returns with ``stopped=True``; a second signal acts as usual).
+and ``run`` returns with ``stopped=True``; a second signal acts as usual). Under
+``MultiWorkerMirroredStrategy`` TensorFlow's ``PreemptionCheckpointHandler`` does
+this instead: SIGTERM to any worker makes all workers agree on a step, save it and
+return with ``preempted=True`` (a hand-written handler would save on one worker
+only and leave the others failing with ``UnavailableError``). On TPU one Python
+process drives every core, so the local handler is already coordinated (TF's
+handler supports only Google-internal TPUs: on Cloud TPU VMs it does nothing).
 
-Resume: constructing a ``Trainer`` on a workdir with checkpoints restores the latest
-one, after checking that the workdir's config.json has the same model shape and
+Nothing non-finite is ever saved: every save first checks that all variables
+(models, optimizer slots, EMA) are finite, and raises ``NonFiniteWeightsError``
+(a ``NonFiniteLossError``) naming them instead, so "the last checkpoint is intact"
+holds whenever training stops on a NaN. A failed write (disk full) raises
+``CheckpointWriteError``; the ``checkpoint`` state file still names the previous
+checkpoint, which is untouched.
+
+One trainer per workdir: the chief holds ``sagan_tf.workdir_lock`` on WORKDIR for
+the trainer's life (released by ``close``); a second trainer gets
+``WorkdirLockedError`` naming the holder.
+
+Resume: constructing a ``Trainer`` on a workdir with checkpoints restores the newest
+*readable* one (``checkpoint.checkpoint_candidates``: every ``ckpt-N`` with a file
+or a state-file entry). A newer one that cannot be read (missing ``.index``,
+truncated ``.data``) or holds non-finite values is skipped with a warning and moved
+into ``checkpoints/unreadable/`` (never deleted), and the state file is rewritten to
+name the restored one, so the CheckpointManager neither saves over the bad one nor
+counts it in ``keep_checkpoints``. Checkpoint files of which none is readable stop
+the trainer with ``UnreadableCheckpointsError`` naming them (never a fresh start
+that would rotate them away). Restoring checks that the workdir's config.json has the same model shape and
 that the checkpoint's variables match the models (errors name the fields or the
 variables). The data position is not checkpointed: the input pipeline is rebuilt
 with ``skip_batches = step * d_steps`` (one real batch per D step), which with a
@@ -41,12 +65,16 @@ and resuming restarted the input pipeline from a fresh shuffle).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
+from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
@@ -56,6 +84,7 @@ from sagan_tf import run_state
 from sagan_tf import strategy as strategy_lib
 from sagan_tf import summaries
 from sagan_tf import train_step as step_lib
+from sagan_tf import workdir_lock
 from sagan_tf.config import Config
 from sagan_tf.models import build_models
 
@@ -66,6 +95,22 @@ def default_dataset_fn(strategy, config: Config, skip_batches: int):
   return data.distributed_dataset(strategy, config, skip_batches=skip_batches)
 
 
+class UnreadableCheckpointsError(RuntimeError):
+  """The workdir has checkpoint files, but none can be restored."""
+
+
+class NonFiniteWeightsError(summaries.NonFiniteLossError):
+  """A save found NaN/inf in the state to save; nothing was written."""
+
+
+class CheckpointWriteError(RuntimeError):
+  """A checkpoint could not be written (e.g. the disk is full)."""
+
+
+class _Preempted(Exception):
+  """Raised by the PreemptionCheckpointHandler's exit_fn after its save."""
+
+
 @dataclasses.dataclass
 class TrainResult:
   step: int  # global step reached
@@ -73,6 +118,7 @@ class TrainResult:
   checkpoint: Optional[str]  # the last checkpoint written or restored
   metrics: Dict[str, float]  # last logged metrics (empty if none logged)
   sample_png: Optional[str]  # the last sample grid written
+  preempted: bool = False  # multi-worker: stopped by the coordinated handler
 
 
 class _Policy:
@@ -102,18 +148,41 @@ class Trainer:
     dataset_fn: ``(strategy, config, skip_batches) -> distributed dataset`` of
       (images, labels) per-replica batches; default ``sagan_tf.data``.
     on_log: called with a ``summaries.Progress`` at every log step.
+    take_over_lock: take the workdir lock even if its holder looks alive.
+    lock_heartbeat_s: seconds between lock heartbeats (``workdir_lock``).
+
+  Raises:
+    workdir_lock.WorkdirLockedError: another trainer holds the workdir.
+    UnreadableCheckpointsError: checkpoint files, none readable.
   """
 
   def __init__(self, config: Config, workdir: str, strategy=None, *,
                deterministic: bool = False,
                dataset_fn: Callable = default_dataset_fn,
-               on_log: Optional[Callable[[summaries.Progress], None]] = None):
+               on_log: Optional[Callable[[summaries.Progress], None]] = None,
+               take_over_lock: bool = False,
+               lock_heartbeat_s: float = workdir_lock.HEARTBEAT_S):
     self.config = config.validate()
     self.workdir = workdir
     self.strategy = strategy or tf.distribute.get_strategy()
     self.on_log = on_log
     self.chief = strategy_lib.is_chief(self.strategy)
     strategy_lib.replica_batch_size(self.strategy, config.batch_size)
+    self._lock = None
+    self._preemption = None
+    self._preemption_dir = None
+    if self.chief:  # the other workers of a multi-worker run share its lock
+      self._lock = workdir_lock.WorkdirLock(
+          workdir, heartbeat_s=lock_heartbeat_s, take_over=take_over_lock)
+      self._lock.acquire()
+    try:
+      self._build(deterministic, dataset_fn)
+    except BaseException:
+      self._release()
+      raise
+
+  def _build(self, deterministic, dataset_fn):
+    config, workdir = self.config, self.workdir
     self._check_workdir()
     if deterministic and config.jit_compile:
       raise ValueError(
@@ -137,15 +206,19 @@ class Trainer:
       objects["ema_generator"] = self.ema.generator
     self._objects = objects
     self.checkpoint = tf.train.Checkpoint(**objects)
+    self._finite_fn = None
+    self.restored = self._restore()
     ckpt_dir = ckpt_lib.checkpoint_dir(workdir)
     if not self.chief:  # every worker saves; only the chief's copy is kept
       ckpt_dir = os.path.join(workdir, "tmp_" + strategy_lib.worker_id(
           self.strategy), ckpt_lib.CHECKPOINT_SUBDIR)
+    # Built after _restore: it reads the state file that _restore may rewrite.
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, ckpt_dir, max_to_keep=config.keep_checkpoints,
         step_counter=self.step)
-    self.restored = self._restore()
     self._check_workers_agree()
+    if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+      self._preemption = self._make_preemption_handler()
     self._saved_step = int(self.step.numpy()) if self.restored else None
     if self.chief:
       config.save(workdir)
@@ -165,8 +238,17 @@ class Trainer:
     self.last_checkpoint = self.restored
 
   def close(self):
-    """Closes the TensorBoard writer (the trainer cannot log afterwards)."""
+    """Closes the TensorBoard writer (the trainer cannot log afterwards) and
+    releases the workdir lock."""
     self.writer.close()
+    self._release()
+
+  def _release(self):
+    if self._lock is not None:
+      self._lock.release()
+    if self._preemption_dir is not None:
+      shutil.rmtree(self._preemption_dir, ignore_errors=True)
+      self._preemption_dir = None
 
   # -- setup -----------------------------------------------------------------
 
@@ -175,30 +257,78 @@ class Trainer:
     if tf.io.gfile.exists(path):
       saved = ckpt_lib.load_config(self.workdir)
       run_state.check_config_compatible(saved, self.config, self.workdir)
-    elif ckpt_lib.latest_checkpoint(self.workdir):
+    elif ckpt_lib.checkpoint_candidates(self.workdir):
       raise run_state.ConfigMismatchError(
           f"{self.workdir!r} has checkpoints but no config.json; cannot tell "
           f"whether they fit this config.")
 
   def _restore(self) -> Optional[str]:
+    """Restores the newest readable, finite checkpoint (see module doc)."""
     self.absent_on_restore = ()
-    # Every worker restores the chief's latest checkpoint.
-    path = ckpt_lib.latest_checkpoint(self.workdir)
-    if path is None:
+    self.skipped_checkpoints: List[Tuple[str, str]] = []  # (prefix, why)
+    # Every worker restores from the chief's checkpoints.
+    candidates = ckpt_lib.checkpoint_candidates(self.workdir)
+    if not candidates:
       return None
-    absent = run_state.check_checkpoint_matches(
-        path, self._objects, optional=("g_optimizer", "d_optimizer",
-                                       "ema_generator"))
-    status = self.checkpoint.restore(path)
-    if absent:  # e.g. a converted checkpoint: models only, fresh optimizer state
-      status.expect_partial()
+    for _, path in candidates:
+      try:
+        absent = run_state.check_checkpoint_matches(
+            path, self._objects, optional=("g_optimizer", "d_optimizer",
+                                           "ema_generator"))
+        status = self.checkpoint.restore(path)
+      except (tf.errors.OpError, IndexError) as e:  # missing, truncated, garbled
+        self.skipped_checkpoints.append((path, _first_line(e)))
+        continue
+      if absent:  # e.g. a converted checkpoint: models only, fresh optimizer state
+        status.expect_partial()
+      else:
+        status.assert_existing_objects_matched()
+      bad = self.nonfinite_variables()
+      if bad:
+        self.skipped_checkpoints.append(
+            (path, f"non-finite values in {_listing(bad)}"))
+        continue
+      break
     else:
-      status.assert_existing_objects_matched()
+      raise UnreadableCheckpointsError(
+          f"{ckpt_lib.checkpoint_dir(self.workdir)} has checkpoints, but none can "
+          f"be restored: " + "; ".join(f"{os.path.basename(p)}: {why}"
+                                       for p, why in self.skipped_checkpoints)
+          + ". Nothing was changed. Restore a good copy of one of them, or use a "
+          "new --workdir to start over.")
     if "ema_generator" in absent:  # EMA switched on for an existing run
       for e, w in zip(self.ema.generator.weights, self.generator.weights):
         e.assign(w)
     self.absent_on_restore = absent
+    if self.skipped_checkpoints:
+      self._set_aside_skipped(path, [p for _, p in candidates])
     return path
+
+  def _set_aside_skipped(self, restored: str, candidates: List[str]):
+    """Warns about the skipped checkpoints; the chief moves them into
+    checkpoints/unreadable/ and makes the state file name ``restored``."""
+    skipped = [p for p, _ in self.skipped_checkpoints]
+    for p, why in self.skipped_checkpoints:
+      logging.warning("Skipping checkpoint %s (%s); resuming from %s instead.",
+                      p, why, restored)
+    if not self.chief:
+      return
+    moved = ckpt_lib.quarantine(skipped)
+    logging.warning("Moved the skipped checkpoint files to %s (kept for "
+                    "inspection, never deleted): %s",
+                    os.path.join(ckpt_lib.checkpoint_dir(self.workdir),
+                                 ckpt_lib.UNREADABLE_SUBDIR),
+                    ", ".join(os.path.basename(m) for m in moved))
+    try:
+      state = tf.train.get_checkpoint_state(ckpt_lib.checkpoint_dir(self.workdir))
+      listed = [os.path.basename(p) for p in state.all_model_checkpoint_paths]
+    except (tf.errors.OpError, ValueError, AttributeError):
+      listed = None
+    older = [p for p in reversed(candidates) if p not in skipped
+             and _step_of(p) <= _step_of(restored)
+             and (listed is None or os.path.basename(p) in listed
+                  or p == restored)]
+    ckpt_lib.write_checkpoint_state(self.workdir, restored, older)
 
   def _check_workers_agree(self):
     """Multi-worker: stops every worker if they restored different steps (e.g.
@@ -226,15 +356,82 @@ class Trainer:
     """Asks the loop to finish the current step, save and return (signal-safe)."""
     self._stop.set()
 
+  def nonfinite_variables(self) -> List[str]:
+    """Names of the floating-point variables of the checkpoint that hold a NaN
+    or inf (empty when all are finite); one device-side reduction."""
+    if self._finite_fn is None:
+      variables = []
+      for name, obj in sorted(self._objects.items()):
+        if isinstance(obj, tf.Variable):
+          continue
+        for v in obj.variables:
+          if tf.as_dtype(v.dtype).is_floating:
+            variables.append((f"{name}/{v.path}", v))
+      self._finite_vars = [n for n, _ in variables]
+      self._finite_fn = tf.function(lambda: tf.stack(
+          [tf.reduce_all(tf.math.is_finite(v)) for _, v in variables]))
+    flags = self._finite_fn().numpy()
+    return [n for n, ok in zip(self._finite_vars, flags) if not ok]
+
+  def _intact(self) -> str:
+    if self.last_checkpoint is None:
+      return "No checkpoint of this workdir holds later state"
+    return (f"The last checkpoint, {self.last_checkpoint} (step "
+            f"{_step_of(self.last_checkpoint)}), is intact")
+
   def save(self) -> str:
-    """Writes a checkpoint numbered by the global step; returns its path."""
+    """Writes a checkpoint numbered by the global step; returns its path.
+
+    Raises:
+      NonFiniteWeightsError: a variable holds NaN/inf; nothing was written.
+      CheckpointWriteError: the write failed (e.g. no space left on the device);
+        the previous checkpoint and the state file naming it are untouched.
+    """
     step = int(self.step.numpy())
-    self.last_checkpoint = self.manager.save(checkpoint_number=step)
+    bad = self.nonfinite_variables()
+    if bad:
+      raise NonFiniteWeightsError(
+          f"Training diverged by step {step}: non-finite values in "
+          f"{_listing(bad)}; checkpoint ckpt-{step} was not written. "
+          f"{self._intact()}; lower the learning rates or check the data.")
+    try:
+      self.last_checkpoint = self.manager.save(checkpoint_number=step)
+    except (tf.errors.OpError, OSError) as e:
+      full = (isinstance(e, tf.errors.ResourceExhaustedError)
+              or getattr(e, "errno", None) == errno.ENOSPC
+              or "No space left" in str(e))
+      what = "no space left on the device" if full else _first_line(e)
+      raise CheckpointWriteError(
+          f"Could not write checkpoint ckpt-{step} in {self.manager.directory}: "
+          f"{what}. {self._intact()}; "
+          f"{'free some space' if full else 'fix the problem'} and run the same "
+          f"command to resume from it.") from e
     self._saved_step = step
     return self.last_checkpoint
 
+  def _make_preemption_handler(self):
+    """TensorFlow's coordinated SIGTERM handling for multi-worker runs.
+
+    The handler keeps a run counter in a checkpoint of its own: it gets an empty
+    one in a local scratch directory, so the counter starts at 0 on every worker
+    of every (re)start and the workers agree; the save itself is ``self.save``.
+    """
+    def preempted():
+      raise _Preempted()
+
+    def save():
+      if self._saved_step != int(self.step.numpy()):
+        self.save()
+    self._preemption_dir = tempfile.mkdtemp(prefix="sagan_preemption_")
+    return tf.distribute.experimental.PreemptionCheckpointHandler(
+        self.strategy.cluster_resolver, tf.train.Checkpoint(),
+        checkpoint_dir=os.path.join(self._preemption_dir, "handler"),
+        termination_config=tf.distribute.experimental.TerminationConfig(
+            exit_fn=preempted, save_fn=save))
+
   def _install_signal_handlers(self):
-    if threading.current_thread() is not threading.main_thread():
+    if (threading.current_thread() is not threading.main_thread()
+        or self._preemption is not None):  # multi-worker: TF's handler has SIGTERM
       return {}
     saved = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -273,6 +470,7 @@ class Trainer:
     saved_handlers = self._install_signal_handlers()
     metrics, png = {}, None
     t0, s0, first = None, step, step + 1
+    preempted = False
     try:
       while step < target and not self._stop.is_set():
         out = self.train_step(self.iterator)
@@ -282,7 +480,11 @@ class Trainer:
         final = step >= target or self._stop.is_set()
         if step % cfg.log_every == 0 or final:
           metrics = {k: float(v) for k, v in out.items()}
-          summaries.check_finite(step, metrics)
+          try:
+            summaries.check_finite(step, metrics)
+          except summaries.NonFiniteLossError as e:
+            raise summaries.NonFiniteLossError(
+                f"{e} ({self._intact()}.)") from None
           now = time.perf_counter()
           sps = (step - s0) / (now - t0) if step > s0 else float("nan")
           progress = summaries.Progress(
@@ -295,15 +497,19 @@ class Trainer:
           png = self.write_samples() or png
         if step % cfg.checkpoint_every == 0 or final:
           self.save()
+        if self._preemption is not None:  # all workers save the agreed step
+          self._preemption.save_checkpoint_if_preempted()
       if self._saved_step != step:  # stop requested after the step's bookkeeping
         self.save()
+    except _Preempted:
+      preempted = True
     finally:
       for sig, old in saved_handlers.items():
         signal.signal(sig, old)
       self.writer.flush()
-    return TrainResult(step=step, stopped=self._stop.is_set() and step < target,
-                       checkpoint=self.last_checkpoint, metrics=metrics,
-                       sample_png=png)
+    return TrainResult(step=step, stopped=preempted or (
+        self._stop.is_set() and step < target), checkpoint=self.last_checkpoint,
+                       metrics=metrics, sample_png=png, preempted=preempted)
 
 
 def train(config: Config, workdir: str, strategy=None, *, until=None,
@@ -317,6 +523,20 @@ def train(config: Config, workdir: str, strategy=None, *, until=None,
     return trainer.run(until)
   finally:
     trainer.close()
+
+
+def _first_line(e: BaseException) -> str:
+  text = str(getattr(e, "message", None) or e).strip()
+  return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _step_of(path: str) -> int:
+  return int(path.rsplit("-", 1)[1])
+
+
+def _listing(names: List[str], limit: int = 5) -> str:
+  more = f" and {len(names) - limit} more" if len(names) > limit else ""
+  return ", ".join(names[:limit]) + more
 
 
 def variables_of(workdir: str) -> Dict[str, np.ndarray]:
