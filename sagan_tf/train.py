@@ -23,27 +23,15 @@ only and leave the others failing with ``UnavailableError``). On TPU one Python
 process drives every core, so the local handler is already coordinated (TF's
 handler supports only Google-internal TPUs: on Cloud TPU VMs it does nothing).
 
-Nothing non-finite is ever saved: every save first checks that all variables
-(models, optimizer slots, EMA) are finite, and raises ``NonFiniteWeightsError``
-(a ``NonFiniteLossError``) naming them instead, so "the last checkpoint is intact"
-holds whenever training stops on a NaN. A failed write (disk full) raises
-``CheckpointWriteError``; the ``checkpoint`` state file still names the previous
-checkpoint, which is untouched.
+Damage control (``sagan_tf.safe_checkpoints``): a resume uses the newest readable,
+finite checkpoint and sets newer damaged ones aside; no save writes NaN/inf
+(``NonFiniteWeightsError``); a failed write raises ``CheckpointWriteError`` naming
+the intact previous checkpoint. One trainer per workdir: the chief holds
+``sagan_tf.workdir_lock`` until ``close`` (a second trainer gets
+``WorkdirLockedError`` naming the holder).
 
-One trainer per workdir: the chief holds ``sagan_tf.workdir_lock`` on WORKDIR for
-the trainer's life (released by ``close``); a second trainer gets
-``WorkdirLockedError`` naming the holder.
-
-Resume: constructing a ``Trainer`` on a workdir with checkpoints restores the newest
-*readable* one (``checkpoint.checkpoint_candidates``: every ``ckpt-N`` with a file
-or a state-file entry). A newer one that cannot be read (missing ``.index``,
-truncated ``.data``) or holds non-finite values is skipped with a warning and moved
-into ``checkpoints/unreadable/`` (never deleted), and the state file is rewritten to
-name the restored one, so the CheckpointManager neither saves over the bad one nor
-counts it in ``keep_checkpoints``. Checkpoint files of which none is readable stop
-the trainer with ``UnreadableCheckpointsError`` naming them (never a fresh start
-that would rotate them away). Restoring checks that the workdir's config.json has the same model shape and
-that the checkpoint's variables match the models (errors name the fields or the
+Resume: restoring checks that the workdir's config.json has the same model shape
+and that the checkpoint's variables match the models (errors name the fields or the
 variables). The data position is not checkpointed: the input pipeline is rebuilt
 with ``skip_batches = step * d_steps`` (one real batch per D step), which with a
 seeded pipeline yields the batches the uninterrupted run would have seen, and works
@@ -65,14 +53,13 @@ and resuming restarted the input pipeline from a fresh shuffle).
 from __future__ import annotations
 
 import dataclasses
-import errno
 import os
 import shutil
 import signal
 import tempfile
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Optional
 
 from absl import logging
 import keras
@@ -81,6 +68,7 @@ import tensorflow as tf
 
 from sagan_tf import checkpoint as ckpt_lib
 from sagan_tf import run_state
+from sagan_tf import safe_checkpoints as safe
 from sagan_tf import strategy as strategy_lib
 from sagan_tf import summaries
 from sagan_tf import train_step as step_lib
@@ -95,16 +83,10 @@ def default_dataset_fn(strategy, config: Config, skip_batches: int):
   return data.distributed_dataset(strategy, config, skip_batches=skip_batches)
 
 
-class UnreadableCheckpointsError(RuntimeError):
-  """The workdir has checkpoint files, but none can be restored."""
-
-
-class NonFiniteWeightsError(summaries.NonFiniteLossError):
-  """A save found NaN/inf in the state to save; nothing was written."""
-
-
-class CheckpointWriteError(RuntimeError):
-  """A checkpoint could not be written (e.g. the disk is full)."""
+# The errors of a resume or a save, importable from here too.
+UnreadableCheckpointsError = safe.UnreadableCheckpointsError
+NonFiniteWeightsError = safe.NonFiniteWeightsError
+CheckpointWriteError = safe.CheckpointWriteError
 
 
 class _Preempted(Exception):
@@ -206,7 +188,8 @@ class Trainer:
       objects["ema_generator"] = self.ema.generator
     self._objects = objects
     self.checkpoint = tf.train.Checkpoint(**objects)
-    self._finite_fn = None
+    # Names of the variables holding NaN/inf, checked at restore and every save.
+    self.nonfinite_variables = safe.FiniteCheck(objects)
     self.restored = self._restore()
     ckpt_dir = ckpt_lib.checkpoint_dir(workdir)
     if not self.chief:  # every worker saves; only the chief's copy is kept
@@ -263,72 +246,21 @@ class Trainer:
           f"whether they fit this config.")
 
   def _restore(self) -> Optional[str]:
-    """Restores the newest readable, finite checkpoint (see module doc)."""
-    self.absent_on_restore = ()
-    self.skipped_checkpoints: List[Tuple[str, str]] = []  # (prefix, why)
-    # Every worker restores from the chief's checkpoints.
-    candidates = ckpt_lib.checkpoint_candidates(self.workdir)
-    if not candidates:
-      return None
-    for _, path in candidates:
-      try:
-        absent = run_state.check_checkpoint_matches(
-            path, self._objects, optional=("g_optimizer", "d_optimizer",
-                                           "ema_generator"))
-        status = self.checkpoint.restore(path)
-      except (tf.errors.OpError, IndexError) as e:  # missing, truncated, garbled
-        self.skipped_checkpoints.append((path, _first_line(e)))
-        continue
-      if absent:  # e.g. a converted checkpoint: models only, fresh optimizer state
-        status.expect_partial()
-      else:
-        status.assert_existing_objects_matched()
-      bad = self.nonfinite_variables()
-      if bad:
-        self.skipped_checkpoints.append(
-            (path, f"non-finite values in {_listing(bad)}"))
-        continue
-      break
-    else:
-      raise UnreadableCheckpointsError(
-          f"{ckpt_lib.checkpoint_dir(self.workdir)} has checkpoints, but none can "
-          f"be restored: " + "; ".join(f"{os.path.basename(p)}: {why}"
-                                       for p, why in self.skipped_checkpoints)
-          + ". Nothing was changed. Restore a good copy of one of them, or use a "
-          "new --workdir to start over.")
+    """Restores the newest readable, finite checkpoint (``safe_checkpoints``);
+    every worker reads the chief's checkpoints, only the chief sets aside."""
+    path, absent, self.skipped_checkpoints = safe.restore_newest_readable(
+        self.checkpoint, self._objects, self.workdir, self.nonfinite_variables,
+        optional=("g_optimizer", "d_optimizer", "ema_generator"))
+    self.absent_on_restore = absent
     if "ema_generator" in absent:  # EMA switched on for an existing run
       for e, w in zip(self.ema.generator.weights, self.generator.weights):
         e.assign(w)
-    self.absent_on_restore = absent
-    if self.skipped_checkpoints:
-      self._set_aside_skipped(path, [p for _, p in candidates])
-    return path
-
-  def _set_aside_skipped(self, restored: str, candidates: List[str]):
-    """Warns about the skipped checkpoints; the chief moves them into
-    checkpoints/unreadable/ and makes the state file name ``restored``."""
-    skipped = [p for p, _ in self.skipped_checkpoints]
     for p, why in self.skipped_checkpoints:
       logging.warning("Skipping checkpoint %s (%s); resuming from %s instead.",
-                      p, why, restored)
-    if not self.chief:
-      return
-    moved = ckpt_lib.quarantine(skipped)
-    logging.warning("Moved the skipped checkpoint files to %s (kept for "
-                    "inspection, never deleted): %s",
-                    os.path.join(ckpt_lib.checkpoint_dir(self.workdir),
-                                 ckpt_lib.UNREADABLE_SUBDIR),
-                    ", ".join(os.path.basename(m) for m in moved))
-    try:
-      state = tf.train.get_checkpoint_state(ckpt_lib.checkpoint_dir(self.workdir))
-      listed = [os.path.basename(p) for p in state.all_model_checkpoint_paths]
-    except (tf.errors.OpError, ValueError, AttributeError):
-      listed = None
-    older = [p for p in reversed(candidates) if p not in skipped
-             and _step_of(p) <= _step_of(restored)
-             and (listed is None or os.path.basename(p) in listed
-                  or p == restored)]
-    ckpt_lib.write_checkpoint_state(self.workdir, restored, older)
+                      p, why, path)
+    if self.skipped_checkpoints and self.chief:
+      safe.set_aside(self.workdir, path, [p for p, _ in self.skipped_checkpoints])
+    return path
 
   def _check_workers_agree(self):
     """Multi-worker: stops every worker if they restored different steps (e.g.
@@ -356,29 +288,6 @@ class Trainer:
     """Asks the loop to finish the current step, save and return (signal-safe)."""
     self._stop.set()
 
-  def nonfinite_variables(self) -> List[str]:
-    """Names of the floating-point variables of the checkpoint that hold a NaN
-    or inf (empty when all are finite); one device-side reduction."""
-    if self._finite_fn is None:
-      variables = []
-      for name, obj in sorted(self._objects.items()):
-        if isinstance(obj, tf.Variable):
-          continue
-        for v in obj.variables:
-          if tf.as_dtype(v.dtype).is_floating:
-            variables.append((f"{name}/{v.path}", v))
-      self._finite_vars = [n for n, _ in variables]
-      self._finite_fn = tf.function(lambda: tf.stack(
-          [tf.reduce_all(tf.math.is_finite(v)) for _, v in variables]))
-    flags = self._finite_fn().numpy()
-    return [n for n, ok in zip(self._finite_vars, flags) if not ok]
-
-  def _intact(self) -> str:
-    if self.last_checkpoint is None:
-      return "No checkpoint of this workdir holds later state"
-    return (f"The last checkpoint, {self.last_checkpoint} (step "
-            f"{_step_of(self.last_checkpoint)}), is intact")
-
   def save(self) -> str:
     """Writes a checkpoint numbered by the global step; returns its path.
 
@@ -388,46 +297,21 @@ class Trainer:
         the previous checkpoint and the state file naming it are untouched.
     """
     step = int(self.step.numpy())
-    bad = self.nonfinite_variables()
-    if bad:
-      raise NonFiniteWeightsError(
-          f"Training diverged by step {step}: non-finite values in "
-          f"{_listing(bad)}; checkpoint ckpt-{step} was not written. "
-          f"{self._intact()}; lower the learning rates or check the data.")
-    try:
-      self.last_checkpoint = self.manager.save(checkpoint_number=step)
-    except (tf.errors.OpError, OSError) as e:
-      full = (isinstance(e, tf.errors.ResourceExhaustedError)
-              or getattr(e, "errno", None) == errno.ENOSPC
-              or "No space left" in str(e))
-      what = "no space left on the device" if full else _first_line(e)
-      raise CheckpointWriteError(
-          f"Could not write checkpoint ckpt-{step} in {self.manager.directory}: "
-          f"{what}. {self._intact()}; "
-          f"{'free some space' if full else 'fix the problem'} and run the same "
-          f"command to resume from it.") from e
+    self.last_checkpoint = safe.save_checked(
+        self.manager, step, self.nonfinite_variables, self.last_checkpoint)
     self._saved_step = step
     return self.last_checkpoint
 
   def _make_preemption_handler(self):
-    """TensorFlow's coordinated SIGTERM handling for multi-worker runs.
-
-    The handler keeps a run counter in a checkpoint of its own: it gets an empty
-    one in a local scratch directory, so the counter starts at 0 on every worker
-    of every (re)start and the workers agree; the save itself is ``self.save``.
-    """
-    def preempted():
-      raise _Preempted()
-
-    def save():
+    def save():  # all workers call it at the agreed step
       if self._saved_step != int(self.step.numpy()):
         self.save()
+
+    def preempted():  # after the save: leave the loop, not the process
+      raise _Preempted()
     self._preemption_dir = tempfile.mkdtemp(prefix="sagan_preemption_")
-    return tf.distribute.experimental.PreemptionCheckpointHandler(
-        self.strategy.cluster_resolver, tf.train.Checkpoint(),
-        checkpoint_dir=os.path.join(self._preemption_dir, "handler"),
-        termination_config=tf.distribute.experimental.TerminationConfig(
-            exit_fn=preempted, save_fn=save))
+    return strategy_lib.preemption_handler(self.strategy, save, preempted,
+                                           self._preemption_dir)
 
   def _install_signal_handlers(self):
     if (threading.current_thread() is not threading.main_thread()
@@ -484,7 +368,7 @@ class Trainer:
             summaries.check_finite(step, metrics)
           except summaries.NonFiniteLossError as e:
             raise summaries.NonFiniteLossError(
-                f"{e} ({self._intact()}.)") from None
+                f"{e} ({safe.intact(self.last_checkpoint)}.)") from None
           now = time.perf_counter()
           sps = (step - s0) / (now - t0) if step > s0 else float("nan")
           progress = summaries.Progress(
@@ -523,20 +407,6 @@ def train(config: Config, workdir: str, strategy=None, *, until=None,
     return trainer.run(until)
   finally:
     trainer.close()
-
-
-def _first_line(e: BaseException) -> str:
-  text = str(getattr(e, "message", None) or e).strip()
-  return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
-
-
-def _step_of(path: str) -> int:
-  return int(path.rsplit("-", 1)[1])
-
-
-def _listing(names: List[str], limit: int = 5) -> str:
-  more = f" and {len(names) - limit} more" if len(names) > limit else ""
-  return ", ".join(names[:limit]) + more
 
 
 def variables_of(workdir: str) -> Dict[str, np.ndarray]:

@@ -27,7 +27,7 @@ from sagan_tf import config as config_lib
 from sagan_tf import train as train_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMEOUT_S = 240
+TIMEOUT_S = 480  # a safety net for hangs; a loaded 2-core machine needs ~4 min
 STEPS = 3
 TINY = config_lib.from_preset("tiny")
 PREEMPTED = 42  # launch.train's exit code after a signal-triggered save
