@@ -40,7 +40,7 @@ def sagan_tf_workdir_of(source: str):
                 os.path.dirname(os.path.dirname(source.rstrip("/")))]
   for workdir in candidates:
     if workdir and tf.io.gfile.exists(os.path.join(workdir, "config.json")) and (
-        tf.io.gfile.isdir(os.path.join(workdir, "checkpoints"))):
+        tf.io.gfile.glob(os.path.join(workdir, "checkpoints", "ckpt-*.index"))):
       return workdir
   return None
 
