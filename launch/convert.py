@@ -31,9 +31,30 @@ flags.DEFINE_bool("overwrite", False, "Write into an existing workdir.")
 flags.mark_flags_as_required(["source", "output"])
 
 
+def sagan_tf_workdir_of(source: str):
+  """The workdir if ``source`` (a workdir, its checkpoints/ folder or a
+  ``ckpt-N`` prefix there) is a sagan_tf TF2 checkpoint, else None."""
+  import os  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  candidates = [source, os.path.dirname(source),
+                os.path.dirname(os.path.dirname(source.rstrip("/")))]
+  for workdir in candidates:
+    if workdir and tf.io.gfile.exists(os.path.join(workdir, "config.json")) and (
+        tf.io.gfile.glob(os.path.join(workdir, "checkpoints", "ckpt-*.index"))):
+      return workdir
+  return None
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  workdir = sagan_tf_workdir_of(FLAGS.source)
+  if workdir is not None:
+    raise app.UsageError(
+        f"--source={FLAGS.source} is a sagan_tf TF2 checkpoint: {workdir!r} is "
+        f"already a sagan_tf workdir and needs no conversion; pass "
+        f"--workdir={workdir} to launch.train, launch.sample, launch.eval or "
+        f"launch.export.")
   from sagan_tf import convert  # after flag parsing: --help stays fast
 
   try:

@@ -107,6 +107,48 @@ def _load_classifier(strategy):
     raise app.UsageError(str(e)) from None
 
 
+def load_image_set(flag: str, path: str):
+  """uint8 images [N, H, W, 3] under key ``images`` of the .npz at ``path``
+  (local or any tf.io.gfile URL); a one-line app.UsageError naming ``--flag``,
+  what is wrong and the fix otherwise."""
+  # pylint: disable=g-import-not-at-top
+  import zipfile
+  import numpy as np
+  import tensorflow as tf
+  # pylint: enable=g-import-not-at-top
+  where = f"--{flag}={path}"
+  how = f"save the images with np.savez({path!r}, images=<uint8 [N, H, W, 3]>)"
+  if not tf.io.gfile.exists(path):
+    raise app.UsageError(f"{where}: no such file.")
+  try:
+    with tf.io.gfile.GFile(path, "rb") as f:
+      data = np.load(f, allow_pickle=False)
+      if not isinstance(data, np.lib.npyio.NpzFile):
+        raise app.UsageError(f"{where} is a single .npy array, not an .npz; {how}.")
+      if "images" not in data.files:
+        raise app.UsageError(f"{where} has no 'images' array (it has "
+                             f"{sorted(data.files)}); {how}.")
+      images = data["images"]
+  except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    raise app.UsageError(f"{where} is not an .npz file ({e}); {how}.") from None
+  if images.ndim == 3:
+    raise app.UsageError(
+        f"{where}: images {images.shape} have no channel axis; add one, e.g. "
+        f"np.repeat(images[..., None], 3, axis=-1) for grayscale.")
+  if images.ndim != 4 or images.shape[-1] != 3:
+    raise app.UsageError(f"{where}: images must be [N, H, W, 3], got shape "
+                         f"{images.shape}.")
+  if np.issubdtype(images.dtype, np.floating):
+    raise app.UsageError(
+        f"{where}: images are {images.dtype} (range {float(images.min()):g} to "
+        f"{float(images.max()):g}), not uint8; convert them, e.g. for [-1, 1]: "
+        f"((x + 1) * 127.5).round().clip(0, 255).astype(np.uint8).")
+  if images.dtype != np.uint8:
+    raise app.UsageError(f"{where}: images are {images.dtype}; they must be "
+                         f"uint8 in 0..255 (x.astype(np.uint8)).")
+  return images
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -118,6 +160,9 @@ def main(argv):
   if FLAGS.standing_passes <= 0 or FLAGS.standing_batch_size <= 0:
     raise app.UsageError("--standing_passes and --standing_batch_size must be "
                          "positive.")
+  if compare:  # before loading Inception: bad files fail fast
+    image_sets = [load_image_set("images_a", FLAGS.images_a),
+                  load_image_set("images_b", FLAGS.images_b)]
   # Imports after flag parsing: --help stays fast.
   from eval import evaluate  # pylint: disable=g-import-not-at-top
   from sagan_tf.strategy import make_strategy  # pylint: disable=g-import-not-at-top
@@ -129,8 +174,7 @@ def main(argv):
 
   if compare:
     values = evaluate.compare_image_sets(
-        evaluate.load_npz_images(FLAGS.images_a),
-        evaluate.load_npz_images(FLAGS.images_b), classifier, strategy=strategy,
+        *image_sets, classifier, strategy=strategy,
         batch_size=FLAGS.batch_size, is_splits=FLAGS.is_splits,
         kid_max_samples=FLAGS.kid_max_samples, log_every=FLAGS.log_every)
     print(json.dumps(values, sort_keys=True), flush=True)

@@ -9,7 +9,15 @@ r"""Trains SAGAN (or resumes a run) in a workdir.
 Config: ``--preset`` (or, without it, the workdir's own config.json), then the
 dedicated flags below, then ``--set field=value`` (repeatable; any Config field,
 e.g. ``--set=g_lr=2e-4 --set=g_attention=16,32``). Starting again on the same
-workdir resumes from its latest checkpoint; SIGTERM/SIGINT saves and exits.
+workdir resumes from its newest readable checkpoint; SIGTERM/SIGINT saves and
+exits.
+
+Exit codes: 0 the run reached --steps; 1 an error (one line on stderr: bad
+config, workdir in use, unreadable checkpoints, NaN, disk full); 42
+(``PREEMPTED_EXIT_CODE``) stopped by SIGTERM/SIGINT or a coordinated multi-worker
+preemption after saving a checkpoint: run the same command again to resume (a
+scheduler that restarts failed jobs restarts it). 42 is also the code TensorFlow's
+PreemptionCheckpointHandler exits with by default.
 """
 import os
 import sys
@@ -57,8 +65,21 @@ _EVAL_CLASSIFIER = flags.DEFINE_enum(
 _EVAL_NUM_SAMPLES = flags.DEFINE_integer(
     "eval_num_samples", 5000, "With --set=eval_every=N: generated samples per "
     "evaluation.")
+_TAKE_OVER_LOCK = flags.DEFINE_bool(
+    "take_over_lock", False, "Take WORKDIR/lock.json even if the trainer named "
+    "in it looks alive (it is taken over anyway once its process is gone or its "
+    "heartbeat is 10 minutes old).")
 _SET = flags.DEFINE_multi_string("set", [], "field=value override of any Config "
                                  "field (repeatable).")
+
+
+PREEMPTED_EXIT_CODE = 42
+
+
+def _fail(message: str):
+  """One line on stderr, exit code 1, no traceback."""
+  logging.error("%s", message)
+  sys.exit(1)
 
 
 def build_config(workdir, preset=None, steps=None, checkpoint_every=None,
@@ -67,8 +88,11 @@ def build_config(workdir, preset=None, steps=None, checkpoint_every=None,
   if preset is not None:
     config = config_lib.from_preset(preset)
   elif tf.io.gfile.exists(os.path.join(workdir, "config.json")):
-    with tf.io.gfile.GFile(os.path.join(workdir, "config.json")) as f:
-      config = config_lib.Config.from_json(f.read())
+    from sagan_tf import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+    try:
+      config = ckpt_lib.load_config(workdir)
+    except ckpt_lib.ConfigFileError as e:
+      raise app.UsageError(str(e)) from None
   else:
     raise app.UsageError(f"--preset is required: {workdir!r} has no config.json "
                          f"to resume from.")
@@ -98,8 +122,12 @@ def main(argv):
   config = build_config(workdir, _PRESET.value, _STEPS.value,
                         _CHECKPOINT_EVERY.value, _JIT.value, _DATASET.value,
                         _DATA_DIR.value, _SET.value)
-  from sagan_tf import data  # pylint: disable=g-import-not-at-top
-  from sagan_tf import run_state  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from sagan_tf import checkpoint as ckpt_lib
+  from sagan_tf import data
+  from sagan_tf import run_state
+  from sagan_tf import workdir_lock
+  # pylint: enable=g-import-not-at-top
   if _DOWNLOAD.value and data.is_tfds_dataset(config):
     logging.info("Checking TFDS dataset %r in data_dir=%s (downloads if missing).",
                  config.dataset, config.data_dir)
@@ -116,11 +144,13 @@ def main(argv):
     trainer = train_lib.Trainer(config, workdir, strategy,
                                 deterministic=_DETERMINISTIC.value,
                                 on_log=lambda p: logging.info("%s", p.line()),
-                                on_eval=on_eval)
+                                on_eval=on_eval,
+                                take_over_lock=_TAKE_OVER_LOCK.value)
   except (run_state.ConfigMismatchError, run_state.CheckpointMismatchError,
-          data.DataError, strategy_lib.BatchSizeError) as e:
-    logging.error("%s", e)
-    sys.exit(1)
+          data.DataError, strategy_lib.BatchSizeError, ckpt_lib.ConfigFileError,
+          workdir_lock.WorkdirLockedError,
+          train_lib.UnreadableCheckpointsError) as e:
+    _fail(str(e))
   start = int(trainer.step.numpy())
   if trainer.restored:
     logging.info("Resumed from %s (step %d).", trainer.restored, start)
@@ -132,20 +162,21 @@ def main(argv):
                os.path.join(workdir, "samples"))
   try:
     result = trainer.run(config.train_steps)
-  except summaries.NonFiniteLossError as e:
-    logging.error("%s", e)
-    sys.exit(1)
+  except (summaries.NonFiniteLossError, train_lib.CheckpointWriteError) as e:
+    _fail(str(e))
   except tf.errors.OpError as e:  # a bad record or file met while training
     line = data.runtime_error_line(e, config)
     if line is None:
       raise
-    logging.error("%s", line)
-    sys.exit(1)
+    _fail(line)
   finally:
     trainer.close()
   if result.stopped:
-    logging.info("Stopped at step %d by a signal; saved %s. Run the same command "
-                 "to resume.", result.step, result.checkpoint)
+    logging.info("%s at step %d; saved %s. Run the same command to resume "
+                 "(exit code %d).", "Preempted (all workers saved)"
+                 if result.preempted else "Stopped by a signal", result.step,
+                 result.checkpoint, PREEMPTED_EXIT_CODE)
+    sys.exit(PREEMPTED_EXIT_CODE)
   else:
     logging.info("Done at step %d: checkpoint %s, samples %s.", result.step,
                  result.checkpoint, result.sample_png)

@@ -89,6 +89,24 @@ def make_strategy(name: str = "default", tpu: Optional[str] = None,
   return tf.distribute.TPUStrategy(resolver)
 
 
+def preemption_handler(strategy: tf.distribute.Strategy, save_fn, exit_fn,
+                       scratch_dir: str):
+  """TensorFlow's coordinated preemption handling for a multi-worker strategy.
+
+  SIGTERM to any worker makes every worker, at one agreed step (in
+  ``handler.save_checkpoint_if_preempted()``, called once per step), run
+  ``save_fn`` and then ``exit_fn``. The handler counts those calls in a
+  checkpoint of its own, restored when it is created; it gets an empty one in
+  ``scratch_dir`` (a fresh local directory), so every worker of every (re)start
+  counts from 0 and they agree, whatever the run's own checkpoints hold.
+  """
+  return tf.distribute.experimental.PreemptionCheckpointHandler(
+      strategy.cluster_resolver, tf.train.Checkpoint(),
+      checkpoint_dir=os.path.join(scratch_dir, "handler"),
+      termination_config=tf.distribute.experimental.TerminationConfig(
+          exit_fn=exit_fn, save_fn=save_fn))
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
   """Whether this process writes the run's files (checkpoints, summaries, PNGs).
 

@@ -15,11 +15,23 @@ Workdir (layout of ``sagan_tf.checkpoint``)::
 
 Checkpoints are written every ``config.checkpoint_every`` steps, at the end, and
 when SIGTERM or SIGINT arrives (the current step finishes, a checkpoint is written
-and ``run`` returns with ``stopped=True``; a second signal acts as usual).
+and ``run`` returns with ``stopped=True``; a second signal acts as usual). Under
+``MultiWorkerMirroredStrategy`` TensorFlow's ``PreemptionCheckpointHandler`` does
+this instead: SIGTERM to any worker makes all workers agree on a step, save it and
+return with ``preempted=True`` (a hand-written handler would save on one worker
+only and leave the others failing with ``UnavailableError``). On TPU one Python
+process drives every core, so the local handler is already coordinated (TF's
+handler supports only Google-internal TPUs: on Cloud TPU VMs it does nothing).
 
-Resume: constructing a ``Trainer`` on a workdir with checkpoints restores the latest
-one, after checking that the workdir's config.json has the same model shape and
-that the checkpoint's variables match the models (errors name the fields or the
+Damage control (``sagan_tf.safe_checkpoints``): a resume uses the newest readable,
+finite checkpoint and sets newer damaged ones aside; no save writes NaN/inf
+(``NonFiniteWeightsError``); a failed write raises ``CheckpointWriteError`` naming
+the intact previous checkpoint. One trainer per workdir: the chief holds
+``sagan_tf.workdir_lock`` until ``close`` (a second trainer gets
+``WorkdirLockedError`` naming the holder).
+
+Resume: restoring checks that the workdir's config.json has the same model shape
+and that the checkpoint's variables match the models (errors name the fields or the
 variables). The data position is not checkpointed: the input pipeline is rebuilt
 with ``skip_batches = step * d_steps`` (one real batch per D step), which with a
 seeded pipeline yields the batches the uninterrupted run would have seen, and works
@@ -42,20 +54,25 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from typing import Callable, Dict, Optional
 
+from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
 
 from sagan_tf import checkpoint as ckpt_lib
 from sagan_tf import run_state
+from sagan_tf import safe_checkpoints as safe
 from sagan_tf import strategy as strategy_lib
 from sagan_tf import summaries
 from sagan_tf import train_step as step_lib
+from sagan_tf import workdir_lock
 from sagan_tf.config import Config
 from sagan_tf.models import build_models
 
@@ -66,6 +83,16 @@ def default_dataset_fn(strategy, config: Config, skip_batches: int):
   return data.distributed_dataset(strategy, config, skip_batches=skip_batches)
 
 
+# The errors of a resume or a save, importable from here too.
+UnreadableCheckpointsError = safe.UnreadableCheckpointsError
+NonFiniteWeightsError = safe.NonFiniteWeightsError
+CheckpointWriteError = safe.CheckpointWriteError
+
+
+class _Preempted(Exception):
+  """Raised by the PreemptionCheckpointHandler's exit_fn after its save."""
+
+
 @dataclasses.dataclass
 class TrainResult:
   step: int  # global step reached
@@ -73,6 +100,7 @@ class TrainResult:
   checkpoint: Optional[str]  # the last checkpoint written or restored
   metrics: Dict[str, float]  # last logged metrics (empty if none logged)
   sample_png: Optional[str]  # the last sample grid written
+  preempted: bool = False  # multi-worker: stopped by the coordinated handler
 
 
 class _Policy:
@@ -105,13 +133,21 @@ class Trainer:
     on_eval: ``(step, generator) -> result`` called every ``config.eval_every``
       steps and at the end (when eval_every > 0) with the generator samples come
       from (the EMA one if kept); see ``eval.train_eval``.
+    take_over_lock: take the workdir lock even if its holder looks alive.
+    lock_heartbeat_s: seconds between lock heartbeats (``workdir_lock``).
+
+  Raises:
+    workdir_lock.WorkdirLockedError: another trainer holds the workdir.
+    UnreadableCheckpointsError: checkpoint files, none readable.
   """
 
   def __init__(self, config: Config, workdir: str, strategy=None, *,
                deterministic: bool = False,
                dataset_fn: Callable = default_dataset_fn,
                on_log: Optional[Callable[[summaries.Progress], None]] = None,
-               on_eval: Optional[Callable] = None):
+               on_eval: Optional[Callable] = None,
+               take_over_lock: bool = False,
+               lock_heartbeat_s: float = workdir_lock.HEARTBEAT_S):
     self.config = config.validate()
     self.on_eval = on_eval
     self.last_eval = None
@@ -120,6 +156,21 @@ class Trainer:
     self.on_log = on_log
     self.chief = strategy_lib.is_chief(self.strategy)
     strategy_lib.replica_batch_size(self.strategy, config.batch_size)
+    self._lock = None
+    self._preemption = None
+    self._preemption_dir = None
+    if self.chief:  # the other workers of a multi-worker run share its lock
+      self._lock = workdir_lock.WorkdirLock(
+          workdir, heartbeat_s=lock_heartbeat_s, take_over=take_over_lock)
+      self._lock.acquire()
+    try:
+      self._build(deterministic, dataset_fn)
+    except BaseException:
+      self._release()
+      raise
+
+  def _build(self, deterministic, dataset_fn):
+    config, workdir = self.config, self.workdir
     self._check_workdir()
     if deterministic and config.jit_compile:
       raise ValueError(
@@ -143,15 +194,20 @@ class Trainer:
       objects["ema_generator"] = self.ema.generator
     self._objects = objects
     self.checkpoint = tf.train.Checkpoint(**objects)
+    # Names of the variables holding NaN/inf, checked at restore and every save.
+    self.nonfinite_variables = safe.FiniteCheck(objects)
+    self.restored = self._restore()
     ckpt_dir = ckpt_lib.checkpoint_dir(workdir)
     if not self.chief:  # every worker saves; only the chief's copy is kept
       ckpt_dir = os.path.join(workdir, "tmp_" + strategy_lib.worker_id(
           self.strategy), ckpt_lib.CHECKPOINT_SUBDIR)
+    # Built after _restore: it reads the state file that _restore may rewrite.
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, ckpt_dir, max_to_keep=config.keep_checkpoints,
         step_counter=self.step)
-    self.restored = self._restore()
     self._check_workers_agree()
+    if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+      self._preemption = self._make_preemption_handler()
     self._saved_step = int(self.step.numpy()) if self.restored else None
     if self.chief:
       config.save(workdir)
@@ -172,8 +228,17 @@ class Trainer:
     self.last_checkpoint = self.restored
 
   def close(self):
-    """Closes the TensorBoard writer (the trainer cannot log afterwards)."""
+    """Closes the TensorBoard writer (the trainer cannot log afterwards) and
+    releases the workdir lock."""
     self.writer.close()
+    self._release()
+
+  def _release(self):
+    if self._lock is not None:
+      self._lock.release()
+    if self._preemption_dir is not None:
+      shutil.rmtree(self._preemption_dir, ignore_errors=True)
+      self._preemption_dir = None
 
   # -- setup -----------------------------------------------------------------
 
@@ -182,29 +247,26 @@ class Trainer:
     if tf.io.gfile.exists(path):
       saved = ckpt_lib.load_config(self.workdir)
       run_state.check_config_compatible(saved, self.config, self.workdir)
-    elif ckpt_lib.latest_checkpoint(self.workdir):
+    elif ckpt_lib.checkpoint_candidates(self.workdir):
       raise run_state.ConfigMismatchError(
           f"{self.workdir!r} has checkpoints but no config.json; cannot tell "
           f"whether they fit this config.")
 
   def _restore(self) -> Optional[str]:
-    self.absent_on_restore = ()
-    # Every worker restores the chief's latest checkpoint.
-    path = ckpt_lib.latest_checkpoint(self.workdir)
-    if path is None:
-      return None
-    absent = run_state.check_checkpoint_matches(
-        path, self._objects, optional=("g_optimizer", "d_optimizer",
-                                       "ema_generator"))
-    status = self.checkpoint.restore(path)
-    if absent:  # e.g. a converted checkpoint: models only, fresh optimizer state
-      status.expect_partial()
-    else:
-      status.assert_existing_objects_matched()
+    """Restores the newest readable, finite checkpoint (``safe_checkpoints``);
+    every worker reads the chief's checkpoints, only the chief sets aside."""
+    path, absent, self.skipped_checkpoints = safe.restore_newest_readable(
+        self.checkpoint, self._objects, self.workdir, self.nonfinite_variables,
+        optional=("g_optimizer", "d_optimizer", "ema_generator"))
+    self.absent_on_restore = absent
     if "ema_generator" in absent:  # EMA switched on for an existing run
       for e, w in zip(self.ema.generator.weights, self.generator.weights):
         e.assign(w)
-    self.absent_on_restore = absent
+    for p, why in self.skipped_checkpoints:
+      logging.warning("Skipping checkpoint %s (%s); resuming from %s instead.",
+                      p, why, path)
+    if self.skipped_checkpoints and self.chief:
+      safe.set_aside(self.workdir, path, [p for p, _ in self.skipped_checkpoints])
     return path
 
   def _check_workers_agree(self):
@@ -234,14 +296,33 @@ class Trainer:
     self._stop.set()
 
   def save(self) -> str:
-    """Writes a checkpoint numbered by the global step; returns its path."""
+    """Writes a checkpoint numbered by the global step; returns its path.
+
+    Raises:
+      NonFiniteWeightsError: a variable holds NaN/inf; nothing was written.
+      CheckpointWriteError: the write failed (e.g. no space left on the device);
+        the previous checkpoint and the state file naming it are untouched.
+    """
     step = int(self.step.numpy())
-    self.last_checkpoint = self.manager.save(checkpoint_number=step)
+    self.last_checkpoint = safe.save_checked(
+        self.manager, step, self.nonfinite_variables, self.last_checkpoint)
     self._saved_step = step
     return self.last_checkpoint
 
+  def _make_preemption_handler(self):
+    def save():  # all workers call it at the agreed step
+      if self._saved_step != int(self.step.numpy()):
+        self.save()
+
+    def preempted():  # after the save: leave the loop, not the process
+      raise _Preempted()
+    self._preemption_dir = tempfile.mkdtemp(prefix="sagan_preemption_")
+    return strategy_lib.preemption_handler(self.strategy, save, preempted,
+                                           self._preemption_dir)
+
   def _install_signal_handlers(self):
-    if threading.current_thread() is not threading.main_thread():
+    if (threading.current_thread() is not threading.main_thread()
+        or self._preemption is not None):  # multi-worker: TF's handler has SIGTERM
       return {}
     saved = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -280,6 +361,7 @@ class Trainer:
     saved_handlers = self._install_signal_handlers()
     metrics, png = {}, None
     t0, s0, first = None, step, step + 1
+    preempted = False
     try:
       while step < target and not self._stop.is_set():
         out = self.train_step(self.iterator)
@@ -289,7 +371,11 @@ class Trainer:
         final = step >= target or self._stop.is_set()
         if step % cfg.log_every == 0 or final:
           metrics = {k: float(v) for k, v in out.items()}
-          summaries.check_finite(step, metrics)
+          try:
+            summaries.check_finite(step, metrics)
+          except summaries.NonFiniteLossError as e:
+            raise summaries.NonFiniteLossError(
+                f"{e} ({safe.intact(self.last_checkpoint)}.)") from None
           now = time.perf_counter()
           sps = (step - s0) / (now - t0) if step > s0 else float("nan")
           progress = summaries.Progress(
@@ -305,15 +391,19 @@ class Trainer:
           self.last_eval = self.on_eval(step, self.sample_model)
         if step % cfg.checkpoint_every == 0 or final:
           self.save()
+        if self._preemption is not None:  # all workers save the agreed step
+          self._preemption.save_checkpoint_if_preempted()
       if self._saved_step != step:  # stop requested after the step's bookkeeping
         self.save()
+    except _Preempted:
+      preempted = True
     finally:
       for sig, old in saved_handlers.items():
         signal.signal(sig, old)
       self.writer.flush()
-    return TrainResult(step=step, stopped=self._stop.is_set() and step < target,
-                       checkpoint=self.last_checkpoint, metrics=metrics,
-                       sample_png=png)
+    return TrainResult(step=step, stopped=preempted or (
+        self._stop.is_set() and step < target), checkpoint=self.last_checkpoint,
+                       metrics=metrics, sample_png=png, preempted=preempted)
 
 
 def train(config: Config, workdir: str, strategy=None, *, until=None,

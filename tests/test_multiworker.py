@@ -1,15 +1,19 @@
 """``--strategy=multiworker`` end to end: two ``launch.train`` worker processes on
 localhost (MultiWorkerMirroredStrategy over TF_CONFIG, one CPU replica each) train
 the tiny preset for 3 steps into one shared workdir, and end with identical weights;
-then resume (every worker from the chief's checkpoints) and refuse to start when
-the workers' restored steps differ.
+then train on until SIGTERM reaches one worker (TensorFlow's
+PreemptionCheckpointHandler: both save the same step and exit with code 42), resume
+(every worker from the chief's checkpoints), and refuse to start when the workers'
+restored steps differ.
 
 Each worker runs ``tests/multiworker_worker.py`` (``launch.train`` plus records of
 its initial checkpoint and of its input pipeline), with no GPU and a time limit.
 """
 import json
+import re
 import shutil
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,9 +27,10 @@ from sagan_tf import config as config_lib
 from sagan_tf import train as train_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMEOUT_S = 240
+TIMEOUT_S = 480  # a safety net for hangs; a loaded 2-core machine needs ~4 min
 STEPS = 3
 TINY = config_lib.from_preset("tiny")
+PREEMPTED = 42  # launch.train's exit code after a signal-triggered save
 
 
 def _free_ports(n):
@@ -39,11 +44,12 @@ def _free_ports(n):
       s.close()
 
 
-def _launch_workers(workdirs, record_dir, steps=STEPS):
+def _launch_workers(workdirs, record_dir, steps=STEPS, sigterm=None):
   """Starts worker i on workdirs[i] and waits for both; returns [(exit, output)].
 
-  A worker still running TIMEOUT_S after the start, or 20 s after its peer failed,
-  is killed (exit code -9) rather than left waiting for the peer.
+  ``sigterm=(i, text)``: send SIGTERM to worker i once worker 0's output holds
+  ``text``. A worker still running TIMEOUT_S after the start, or 20 s after its
+  peer failed, is killed (exit code -9) rather than left waiting for the peer.
   """
   ports = _free_ports(2)
   cluster = {"worker": [f"localhost:{p}" for p in ports]}
@@ -61,8 +67,14 @@ def _launch_workers(workdirs, record_dir, steps=STEPS):
   deadline = time.monotonic() + TIMEOUT_S
   failed_at = None
   while any(p.poll() is None for p, _ in procs):
+    if sigterm is not None:
+      with open(os.path.join(record_dir, "log_0.txt")) as f:
+        if sigterm[1] in f.read():
+          procs[sigterm[0]][0].send_signal(signal.SIGTERM)
+          sigterm = None
     now = time.monotonic()
-    if failed_at is None and any(p.poll() not in (None, 0) for p, _ in procs):
+    if failed_at is None and any(p.poll() not in (None, 0, PREEMPTED)
+                                 for p, _ in procs):
       failed_at = now
     if now > deadline or (failed_at is not None and now > failed_at + 20):
       for p, _ in procs:
@@ -79,14 +91,14 @@ def _launch_workers(workdirs, record_dir, steps=STEPS):
   return results
 
 
-def _launch(tmp_path_factory, name, make_workdirs, steps=STEPS):
+def _launch(tmp_path_factory, name, make_workdirs, steps=STEPS, sigterm=None):
   """_launch_workers in fresh directories, once more if a port was taken between
   _free_ports and the gRPC server start. Returns (workdirs, record_dir, results)."""
   for _ in range(2):
     workdirs = make_workdirs()
     record_dir = str(tmp_path_factory.mktemp(name + "_record"))
-    results = _launch_workers(workdirs, record_dir, steps)
-    if all(rc == 0 for rc, _ in results) or not any(
+    results = _launch_workers(workdirs, record_dir, steps, sigterm)
+    if all(rc in (0, PREEMPTED) for rc, _ in results) or not any(
         "ddress already in use" in out for _, out in results):
       break
   return workdirs, record_dir, results
@@ -185,22 +197,59 @@ def _copy_workdir(run, tmp_path_factory, name):
   return copy
 
 
-def test_worker_resumes_from_the_chief_checkpoints(run, tmp_path_factory):
-  # Worker 1's private copy is gone (e.g. a new machine): it must resume from the
-  # chief's WORKDIR/checkpoints like worker 0, not start a new run.
+@pytest.fixture(scope="module")
+def preempted(run, tmp_path_factory):
+  """The finished run trained on towards step 1000; SIGTERM to worker 1 (not the
+  chief) once worker 0 has logged step 5."""
   assert [rc for rc, _ in run["results"]] == [0, 0], _outputs(run)
 
+  def copied():
+    workdir = _copy_workdir(run, tmp_path_factory, "mw_preempt")
+    return [workdir, workdir]
+  workdirs, _, results = _launch(tmp_path_factory, "mw_preempt", copied,
+                                 steps=1000, sigterm=(1, "step 5/1000"))
+  return dict(workdir=workdirs[0], results=results)
+
+
+def test_sigterm_to_one_worker_saves_the_same_step_on_all(preempted):
+  results, workdir = preempted["results"], preempted["workdir"]
+  assert [rc for rc, _ in results] == [PREEMPTED, PREEMPTED], _outputs(results)
+  steps = []
+  for _, out in results:
+    m = re.search(r"Preempted \(all workers saved\) at step (\d+)", out)
+    assert m, _outputs(results)
+    steps.append(int(m.group(1)))
+  assert steps[0] == steps[1] and 5 <= steps[0] < 1000, steps
+  step = steps[0]
+  chief = train_lib.variables_of(workdir)
+  worker = train_lib.variables_of(os.path.join(workdir, "tmp_worker_1"))
+  assert chief["step/.ATTRIBUTES/VARIABLE_VALUE"] == step
+  for key in chief:
+    np.testing.assert_array_equal(chief[key], worker[key], err_msg=key)
+  assert not os.path.exists(os.path.join(workdir, "lock.json"))  # released
+
+
+def test_worker_resumes_from_the_chief_checkpoints(preempted, tmp_path_factory):
+  # Rerun both workers after the preemption. Worker 1's private copy is gone
+  # (e.g. a new machine): it must resume from the chief's WORKDIR/checkpoints like
+  # worker 0, not start a new run.
+  assert [rc for rc, _ in preempted["results"]] == [PREEMPTED, PREEMPTED], (
+      _outputs(preempted["results"]))
+  step = int(train_lib.variables_of(preempted["workdir"])[
+      "step/.ATTRIBUTES/VARIABLE_VALUE"])
+
   def without_private_copy():
-    workdir = _copy_workdir(run, tmp_path_factory, "mw_resume")
+    workdir = os.path.join(str(tmp_path_factory.mktemp("mw_resume")), "workdir")
+    shutil.copytree(preempted["workdir"], workdir)
     shutil.rmtree(os.path.join(workdir, "tmp_worker_1"))
     return [workdir, workdir]
   workdirs, _, results = _launch(tmp_path_factory, "mw_resume",
-                                 without_private_copy)
+                                 without_private_copy, steps=step + 1)
   assert [rc for rc, _ in results] == [0, 0], _outputs(results)
-  ckpt = os.path.join(workdirs[0], "checkpoints", f"ckpt-{STEPS}")
+  ckpt = os.path.join(workdirs[0], "checkpoints", f"ckpt-{step}")
   for _, out in results:
-    assert f"Resumed from {ckpt} (step {STEPS})" in out, _outputs(results)
-    assert f"Done at step {STEPS}" in out, _outputs(results)
+    assert f"Resumed from {ckpt} (step {step})" in out, _outputs(results)
+    assert f"Done at step {step + 1}" in out, _outputs(results)
 
 
 def test_workers_at_different_steps_stop_with_an_error(run, tmp_path_factory):
