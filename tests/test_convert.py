@@ -23,9 +23,9 @@ from sagan_tf import convert
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "tests", "data")
-LOCAL_FIXTURES = sorted(
+LOCAL_FIXTURES = sorted(  # forward references (official_train_*: training ones)
     d for d in (os.listdir(DATA) if os.path.isdir(DATA) else [])
-    if d.startswith("official_"))
+    if d.startswith("official_") and not d.startswith("official_train_"))
 
 
 class Loaded:
