@@ -53,6 +53,7 @@ import tensorflow as tf
 from absl import logging
 
 from eval import features
+from eval import manifold
 from eval import metrics
 from eval import real_stats as real_stats_lib
 from sagan_tf import bn_stats as bn_stats_lib
@@ -118,7 +119,8 @@ def result_path(workdir: str, step: int) -> str:
 
 def write_result(workdir: str, result: dict) -> str:
   """Writes the result JSON and the TensorBoard scalars (``eval/IS``, ``eval/FID``,
-  ``eval/KID``, and ``eval/class_accuracy`` when measured), through
+  ``eval/KID``, ``eval/{precision,recall,density,coverage}``, and
+  ``eval/class_accuracy`` when measured), through
   ``tf.io.gfile``; returns the JSON path."""
   path = result_path(workdir, result["step"])
   tf.io.gfile.makedirs(os.path.dirname(path))
@@ -127,7 +129,7 @@ def write_result(workdir: str, result: dict) -> str:
   tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
   writer = tf.summary.create_file_writer(eval_dir(workdir))
   with writer.as_default():
-    for name in ("IS", "FID", "KID", "class_accuracy"):
+    for name in ("IS", "FID", "KID", "class_accuracy") + manifold.PRDC_NAMES:
       if result["metrics"].get(name) is not None:
         tf.summary.scalar(f"eval/{name}", result["metrics"][name],
                           step=result["step"])
@@ -207,7 +209,7 @@ def evaluate_generator(generator, config, classifier,
       strategy=strategy, batch_size=protocol.batch_size, update_u=protocol.update_u,
       is_splits=protocol.is_splits, kid_max_samples=protocol.kid_max_samples,
       log_every=log_every, training=bn.training)
-  values = metrics.compare(real, fake)
+  values = all_metrics(real, fake)
   result = dict(
       step=int(step), metrics=values, bn_stats=bn.describe(),
       protocol=dict(dataclasses.asdict(protocol), dataset=config.dataset,
@@ -221,6 +223,15 @@ def evaluate_generator(generator, config, classifier,
                f" class accuracy {values['class_accuracy']:.4f}"
                if "class_accuracy" in values else "")
   return result
+
+
+def all_metrics(real: metrics.SetStats, fake: metrics.SetStats) -> dict:
+  """``metrics.compare`` plus precision, recall, density and coverage
+  (``eval.manifold``) on the two sets' KID subsets (at most ``kid_max_samples``
+  uniform features each)."""
+  values = metrics.compare(real, fake)
+  values.update(manifold.prdc(real.kid_features, fake.kid_features))
+  return values
 
 
 def _already_done(workdir: str, path: str, protocol: Protocol) -> bool:
@@ -288,16 +299,68 @@ def watch(workdir: str, classifier, protocol: Protocol = Protocol(), *,
       return
 
 
-def load_npz_images(path: str) -> np.ndarray:
-  """uint8 images `[N, H, W, 3]` under key ``images`` of an .npz."""
-  with np.load(path) as f:
-    if "images" not in f:
-      raise KeyError(f"{path} has no 'images' array (keys: {list(f.keys())}).")
-    images = f["images"]
-  if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-    raise ValueError(f"{path}: images must be uint8 [N, H, W, 3], got "
-                     f"{images.dtype} {images.shape}.")
-  return images
+class ImageSetError(ValueError):
+  """An .npz image set that cannot be used; the message is one line: what is
+  wrong and how to fix it."""
+
+
+def load_image_set(path: str, where: Optional[str] = None):
+  """Reads an image set: uint8 ``images`` `[N, H, W, 3]` and optional int ``labels``
+  `[N]` of the .npz at ``path`` (local or any ``tf.io.gfile`` URL).
+
+  Args:
+    path: the .npz file.
+    where: how to name the file in errors (e.g. ``--images_a=PATH``).
+
+  Returns:
+    (images, labels or None).
+
+  Raises:
+    ImageSetError: a missing or unreadable file, no ``images`` array, images that
+      are not uint8 ``[N, H, W, 3]``, or ``labels`` that are not ints ``[N]``.
+  """
+  import zipfile  # pylint: disable=g-import-not-at-top
+  where = where or path
+  how = f"save the images with np.savez({path!r}, images=<uint8 [N, H, W, 3]>)"
+  if not tf.io.gfile.exists(path):
+    raise ImageSetError(f"{where}: no such file.")
+  labels = None
+  try:
+    with tf.io.gfile.GFile(path, "rb") as f:
+      data = np.load(f, allow_pickle=False)
+      if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ImageSetError(f"{where} is a single .npy array, not an .npz; {how}.")
+      if "images" not in data.files:
+        raise ImageSetError(f"{where} has no 'images' array (it has "
+                            f"{sorted(data.files)}); {how}.")
+      images = data["images"]
+      if "labels" in data.files:
+        labels = data["labels"]
+  except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    if isinstance(e, ImageSetError):
+      raise
+    raise ImageSetError(f"{where} is not an .npz file ({e}); {how}.") from None
+  if images.ndim == 3:
+    raise ImageSetError(
+        f"{where}: images {images.shape} have no channel axis; add one, e.g. "
+        f"np.repeat(images[..., None], 3, axis=-1) for grayscale.")
+  if images.ndim != 4 or images.shape[-1] != 3:
+    raise ImageSetError(f"{where}: images must be [N, H, W, 3], got shape "
+                        f"{images.shape}.")
+  if np.issubdtype(images.dtype, np.floating):
+    raise ImageSetError(
+        f"{where}: images are {images.dtype} (range {float(images.min()):g} to "
+        f"{float(images.max()):g}), not uint8; convert them, e.g. for [-1, 1]: "
+        f"((x + 1) * 127.5).round().clip(0, 255).astype(np.uint8).")
+  if images.dtype != np.uint8:
+    raise ImageSetError(f"{where}: images are {images.dtype}; they must be "
+                        f"uint8 in 0..255 (x.astype(np.uint8)).")
+  if labels is not None and (labels.shape != (len(images),)
+                             or not np.issubdtype(labels.dtype, np.integer)):
+    raise ImageSetError(f"{where}: labels must be ints [{len(images)}] (one per "
+                        f"image), got {labels.dtype} {labels.shape}; drop them or "
+                        f"fix them.")
+  return images, labels
 
 
 def _batches_of(images: np.ndarray, batch_size: int):
@@ -306,19 +369,42 @@ def _batches_of(images: np.ndarray, batch_size: int):
 
 
 def compare_image_sets(images_a: np.ndarray, images_b: np.ndarray, classifier, *,
+                       labels_a: Optional[np.ndarray] = None,
+                       labels_b: Optional[np.ndarray] = None,
                        strategy=None, batch_size: int = 100, is_splits: int = 1,
                        kid_max_samples: int = metrics.DEFAULT_KID_MAX_SAMPLES,
                        log_every: int = 50) -> Dict[str, float]:
-  """FID and KID between two uint8 image sets, and the IS of each.
+  """FID, KID, precision/recall and density/coverage of set b against set a, the
+  IS of each, and the intra-FID when both sets have labels.
 
   Returns:
-    dict(fid, kid, is_a, is_b).
+    dict(fid, kid, is_a, is_b, precision, recall, density, coverage[, intra_fid,
+    intra_fid_classes]).
   """
-  stats = [features.image_set_stats(
-      _batches_of(images, batch_size), classifier, strategy=strategy,
-      batch_size=batch_size, expected_count=len(images), is_splits=is_splits,
-      kid_max_samples=kid_max_samples, seed=0, what=name, log_every=log_every)
-           for name, images in (("images_a", images_a), ("images_b", images_b))]
-  values = metrics.compare(stats[0], stats[1])
-  return dict(fid=values["FID"], kid=values["KID"],
-              is_a=stats[0].inception_score, is_b=stats[1].inception_score)
+  with_labels = labels_a is not None and labels_b is not None
+  stats, per_class = [], []
+  for name, images, labels in (("images_a", images_a, labels_a),
+                               ("images_b", images_b, labels_b)):
+    moments = manifold.ClassMoments()
+    seen = [0]
+
+    def on_batch(arrays, out, labels=labels, moments=moments, seen=seen):
+      n = len(arrays[0])
+      moments.update(np.asarray(out["pool_3"]).reshape(n, -1),
+                     labels[seen[0]:seen[0] + n])
+      seen[0] += n
+
+    stats.append(features.image_set_stats(
+        _batches_of(images, batch_size), classifier, strategy=strategy,
+        batch_size=batch_size, expected_count=len(images), is_splits=is_splits,
+        kid_max_samples=kid_max_samples, seed=0, what=name, log_every=log_every,
+        on_batch=on_batch if with_labels else None))
+    per_class.append(moments)
+  values = all_metrics(stats[0], stats[1])
+  out = dict(fid=values["FID"], kid=values["KID"],
+             is_a=stats[0].inception_score, is_b=stats[1].inception_score,
+             **{n: values[n] for n in manifold.PRDC_NAMES})
+  if with_labels:
+    intra = manifold.intra_fid(per_class[0].stats(), per_class[1].stats())
+    out.update(intra_fid=intra["intra_fid"], intra_fid_classes=intra["classes"])
+  return out

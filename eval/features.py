@@ -93,10 +93,13 @@ def image_set_stats(batches: Iterable, classifier, *, strategy=None,
                     is_splits: int = 1,
                     kid_max_samples: int = metrics.DEFAULT_KID_MAX_SAMPLES,
                     seed: int = 0, what: str = "images",
-                    log_every: int = 50) -> metrics.SetStats:
+                    log_every: int = 50,
+                    on_batch: Optional[Callable] = None) -> metrics.SetStats:
   """Statistics of a stream of image batches `[b, H, W, 3]` float in [-1, 1].
 
-  Batches may have any size; they are re-cut to ``batch_size``.
+  Batches may have any size; they are re-cut to ``batch_size`` (in order).
+  ``on_batch((images,), outputs)`` sees each re-cut batch and its classifier
+  outputs (numpy, padding removed).
   """
   runner = ReplicaRunner(lambda x: classifier(x), strategy, batch_size)
 
@@ -114,7 +117,8 @@ def image_set_stats(batches: Iterable, classifier, *, strategy=None,
       yield (np.concatenate(pending),)
 
   acc = metrics.StatsAccumulator(expected_count, is_splits, kid_max_samples, seed)
-  return _accumulate(rebatched(), runner, acc, expected_count, what, log_every)
+  return _accumulate(rebatched(), runner, acc, expected_count, what, log_every,
+                     on_batch)
 
 
 def generated_stats(generator, classifier, num: int, *, seed: int = 0,

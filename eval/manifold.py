@@ -33,6 +33,7 @@ import numpy as np
 
 from eval import metrics
 
+PRDC_NAMES = ("precision", "recall", "density", "coverage")
 PR_K = 3  # Kynkaanniemi et al.
 DC_K = 5  # Naeem et al.
 _BLOCK = 1024

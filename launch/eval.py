@@ -34,8 +34,10 @@ flags.DEFINE_bool("watch", False, "Evaluate each new checkpoint as it appears.")
 flags.DEFINE_float("timeout", None, "With --watch: stop after this many seconds "
                    "without a new checkpoint (default: wait forever, or until "
                    "a checkpoint reaches train_steps).")
-flags.DEFINE_string("images_a", None, ".npz with uint8 `images` [N, H, W, 3].")
-flags.DEFINE_string("images_b", None, ".npz with uint8 `images` [N, H, W, 3].")
+flags.DEFINE_string("images_a", None, ".npz with uint8 `images` [N, H, W, 3] "
+                    "(and optional int `labels` [N], for intra-FID).")
+flags.DEFINE_string("images_b", None, ".npz with uint8 `images` [N, H, W, 3] "
+                    "(and optional int `labels` [N], for intra-FID).")
 flags.DEFINE_string("inception_path", None,
                     "Local copy of the TF-GAN Inception module (default: TF-Hub).")
 flags.DEFINE_enum("classifier", "inception", ["inception", "digits"],
@@ -108,45 +110,12 @@ def _load_classifier(strategy):
 
 
 def load_image_set(flag: str, path: str):
-  """uint8 images [N, H, W, 3] under key ``images`` of the .npz at ``path``
-  (local or any tf.io.gfile URL); a one-line app.UsageError naming ``--flag``,
-  what is wrong and the fix otherwise."""
-  # pylint: disable=g-import-not-at-top
-  import zipfile
-  import numpy as np
-  import tensorflow as tf
-  # pylint: enable=g-import-not-at-top
-  where = f"--{flag}={path}"
-  how = f"save the images with np.savez({path!r}, images=<uint8 [N, H, W, 3]>)"
-  if not tf.io.gfile.exists(path):
-    raise app.UsageError(f"{where}: no such file.")
+  """(images, labels or None) of ``--flag=path``; bad files are a UsageError."""
+  from eval import evaluate  # pylint: disable=g-import-not-at-top
   try:
-    with tf.io.gfile.GFile(path, "rb") as f:
-      data = np.load(f, allow_pickle=False)
-      if not isinstance(data, np.lib.npyio.NpzFile):
-        raise app.UsageError(f"{where} is a single .npy array, not an .npz; {how}.")
-      if "images" not in data.files:
-        raise app.UsageError(f"{where} has no 'images' array (it has "
-                             f"{sorted(data.files)}); {how}.")
-      images = data["images"]
-  except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-    raise app.UsageError(f"{where} is not an .npz file ({e}); {how}.") from None
-  if images.ndim == 3:
-    raise app.UsageError(
-        f"{where}: images {images.shape} have no channel axis; add one, e.g. "
-        f"np.repeat(images[..., None], 3, axis=-1) for grayscale.")
-  if images.ndim != 4 or images.shape[-1] != 3:
-    raise app.UsageError(f"{where}: images must be [N, H, W, 3], got shape "
-                         f"{images.shape}.")
-  if np.issubdtype(images.dtype, np.floating):
-    raise app.UsageError(
-        f"{where}: images are {images.dtype} (range {float(images.min()):g} to "
-        f"{float(images.max()):g}), not uint8; convert them, e.g. for [-1, 1]: "
-        f"((x + 1) * 127.5).round().clip(0, 255).astype(np.uint8).")
-  if images.dtype != np.uint8:
-    raise app.UsageError(f"{where}: images are {images.dtype}; they must be "
-                         f"uint8 in 0..255 (x.astype(np.uint8)).")
-  return images
+    return evaluate.load_image_set(path, where=f"--{flag}={path}")
+  except evaluate.ImageSetError as e:
+    raise app.UsageError(str(e)) from None
 
 
 def main(argv):
@@ -173,8 +142,10 @@ def main(argv):
   classifier = _load_classifier(strategy)
 
   if compare:
+    (images_a, labels_a), (images_b, labels_b) = image_sets
     values = evaluate.compare_image_sets(
-        *image_sets, classifier, strategy=strategy,
+        images_a, images_b, classifier, labels_a=labels_a, labels_b=labels_b,
+        strategy=strategy,
         batch_size=FLAGS.batch_size, is_splits=FLAGS.is_splits,
         kid_max_samples=FLAGS.kid_max_samples, log_every=FLAGS.log_every)
     print(json.dumps(values, sort_keys=True), flush=True)

@@ -15,6 +15,7 @@ from sagan_tf import checkpoint as checkpoint_lib
 from sagan_tf.config import from_preset
 from sagan_tf.data import make_dataset
 from sagan_tf.models import build_models
+from tests.test_eval_manifold import _brute as brute_prdc
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,6 +43,7 @@ def independent(path, images):
   return logits, pool
 
 
+
 def np_is(logits):
   p = np.exp(logits - logits.max(1, keepdims=True))
   p /= p.sum(1, keepdims=True)
@@ -67,16 +69,35 @@ def test_compare_two_npz_sets(tmp_path):
   rng = np.random.default_rng(0)
   a = rng.integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
   b = np.clip(rng.normal(150, 40, (10, 24, 24, 3)), 0, 255).astype(np.uint8)
-  np.savez(tmp_path / "a.npz", images=a)
-  np.savez(tmp_path / "b.npz", images=b)
+  ya, yb = np.arange(12) % 2, np.arange(10) // 5  # two classes in each set
+  np.savez(tmp_path / "a.npz", images=a, labels=ya)
+  np.savez(tmp_path / "b.npz", images=b, labels=yb)
+  np.savez(tmp_path / "b_nolabels.npz", images=b)
   out = run_eval(f"--images_a={tmp_path / 'a.npz'}", f"--images_b={tmp_path / 'b.npz'}",
                  f"--inception_path={cls}", "--batch_size=5")
-  assert sorted(out) == ["fid", "is_a", "is_b", "kid"]
+  assert sorted(out) == ["coverage", "density", "fid", "intra_fid",
+                         "intra_fid_classes", "is_a", "is_b", "kid", "precision",
+                         "recall"]
   (la, pa), (lb, pb) = independent(cls, a), independent(cls, b)
   assert out["fid"] == pytest.approx(np_fid(pa, pb), rel=1e-3)
   assert out["is_a"] == pytest.approx(np_is(la), rel=1e-3)
   assert out["is_b"] == pytest.approx(np_is(lb), rel=1e-3)
   assert out["kid"] == pytest.approx(np_kid(pa, pb), rel=1e-3)
+  # k-NN metrics against brute force on the independently computed features.
+  want = brute_prdc(pa, pb)
+  for name in ("precision", "recall", "density", "coverage"):
+    assert out[name] == pytest.approx(want[name], abs=1e-9), name
+  assert 0 < out["precision"] < 1 or 0 < out["recall"] < 1
+  # Intra-FID: the mean of the per-class numpy FIDs (labels from the .npz files).
+  assert out["intra_fid_classes"] == 2
+  assert out["intra_fid"] == pytest.approx(
+      np.mean([np_fid(pa[ya == c], pb[yb == c]) for c in (0, 1)]), rel=1e-3)
+  # Labels in only one file: no intra-FID.
+  out = run_eval(f"--images_a={tmp_path / 'a.npz'}",
+                 f"--images_b={tmp_path / 'b_nolabels.npz'}",
+                 f"--inception_path={cls}", "--batch_size=5")
+  assert "intra_fid" not in out and out["fid"] == pytest.approx(np_fid(pa, pb),
+                                                                rel=1e-3)
 
 
 def test_evaluate_workdir_on_digits(tmp_path):

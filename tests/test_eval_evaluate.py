@@ -19,6 +19,7 @@ from sagan_tf import checkpoint as checkpoint_lib
 from sagan_tf.config import from_preset
 from sagan_tf.models import build_models
 from tests.test_eval_cli import np_kid
+from tests.test_eval_manifold import _brute as brute_prdc
 
 # kid_max_samples covers both sets, so KID uses every activation and can be
 # checked against numpy (the reservoir subset is tested in test_eval_metrics).
@@ -101,6 +102,11 @@ def test_checkpoint_metrics_match_independent_computation(evaluated, classifier)
   assert m["KID"] == pytest.approx(np_kid(real["pool_3"].numpy().astype(np.float64),
                                           fake["pool_3"].numpy().astype(np.float64)),
                                    rel=1e-4)
+  # k-NN metrics on the same activations (every one: the KID subset holds them all).
+  want = brute_prdc(real["pool_3"].numpy().astype(np.float64),
+                    fake["pool_3"].numpy().astype(np.float64))
+  for name in ("precision", "recall", "density", "coverage"):
+    assert m[name] == pytest.approx(want[name], abs=1e-6), name
   # Written with its protocol, and as TensorBoard scalars.
   with open(evaluate.result_path(workdir, 5)) as f:
     saved = json.load(f)
@@ -116,7 +122,9 @@ def test_checkpoint_metrics_match_independent_computation(evaluated, classifier)
       for v in event.summary.value:
         tags[v.tag] = (event.step, float(tf.make_ndarray(v.tensor)))
   assert tags["eval/FID"] == (5, pytest.approx(m["FID"], rel=1e-6))
-  assert set(tags) >= {"eval/IS", "eval/FID", "eval/KID"}
+  assert set(tags) >= {"eval/IS", "eval/FID", "eval/KID", "eval/precision",
+                       "eval/recall", "eval/density", "eval/coverage"}
+  assert tags["eval/density"] == (5, pytest.approx(m["density"], rel=1e-6))
 
 
 def test_real_statistics_cache_reused_and_invalidated(tmp_path, classifier):

@@ -69,7 +69,9 @@ def _npz_cases(tmp_path):
   np.save(tmp_path / "array.npy", good)
   (tmp_path / "text.npz").write_text("not numpy")
   np.savez(tmp_path / "good.npz", images=good)
+  np.savez(tmp_path / "labels.npz", images=good, labels=np.zeros([3], np.int32))
   return {
+      "labels.npz": "labels must be ints [2] (one per image), got int32 (3,)",
       "key.npz": "has no 'images' array (it has ['pixels']); save the images "
                  "with np.savez(",
       "float.npz": "images are float32 (range -1 to -1), not uint8; convert",
@@ -102,7 +104,7 @@ def test_eval_image_set_messages(tmp_path):
         except app.UsageError as e:
           out[name] = str(e)
       out["good.npz"] = list(launch_eval.load_image_set(
-          "images_a", {str(tmp_path / 'good.npz')!r}).shape)
+          "images_a", {str(tmp_path / 'good.npz')!r})[0].shape)
       print(json.dumps(out))
   """)
   proc = _run("-c", script)
