@@ -153,9 +153,11 @@ def main(argv):
 
   kwargs = dict(strategy=strategy, cache_dir=FLAGS.cache_dir,
                 use_ema=FLAGS.use_ema, log_every=FLAGS.log_every)
+  from sagan_tf import checkpoint  # pylint: disable=g-import-not-at-top
   try:
     _evaluate_workdir(evaluate, classifier, kwargs)
-  except FileNotFoundError as e:  # not a workdir, or no checkpoint yet
+  # Not a workdir, no checkpoint yet, or a config.json that does not parse.
+  except (FileNotFoundError, checkpoint.ConfigFileError) as e:
     raise app.UsageError(str(e)) from None
 
 
@@ -163,7 +165,7 @@ def _check_digits_run(workdir):
   from sagan_tf import checkpoint  # pylint: disable=g-import-not-at-top
   try:
     config = checkpoint.load_config(workdir)
-  except FileNotFoundError as e:
+  except (FileNotFoundError, checkpoint.ConfigFileError) as e:
     raise app.UsageError(str(e)) from None
   if config.dataset != "digits":
     raise app.UsageError(

@@ -155,10 +155,11 @@ def main(argv):
                                     FLAGS.standing_batch_size, FLAGS.standing_seed)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
+  from sagan_tf import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   try:
     config, generator, step = load_generator(FLAGS.workdir, FLAGS.checkpoint,
                                              FLAGS.use_ema)
-  except FileNotFoundError as e:
+  except (FileNotFoundError, checkpoint_lib.ConfigFileError) as e:
     raise app.UsageError(str(e)) from None
   bn_stats_lib.prepare(generator, bn_stats)
   plain = FLAGS.grid == "samples" and not FLAGS.truncation

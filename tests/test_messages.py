@@ -37,6 +37,12 @@ def test_invalid_config_json_names_the_file(tmp_path):
   proc = _run("-m", "launch.train", f"--workdir={tmp_path}", "--steps=1")
   _one_line_error(proc, f"{path} is not a valid sagan_tf config",
                   "Repair it", "Expecting value: line 2")
+  # The other launchers that read a workdir say the same.
+  for args in (("launch.sample", "--png=x.png"),
+               ("launch.eval", "--classifier=digits"),
+               ("launch.export", f"--output={tmp_path / 'export'}")):
+    proc = _run("-m", args[0], f"--workdir={tmp_path}", *args[1:])
+    _one_line_error(proc, f"{path} is not a valid sagan_tf config", "Repair it")
   # Valid JSON, wrong content: the library says the same, naming the field.
   path.write_text(json.dumps({"image_size": 32, "gf_dimm": 4}))
   with pytest.raises(ckpt_lib.ConfigFileError, match=r"config.json is not a "
