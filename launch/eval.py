@@ -27,6 +27,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from launch import bn_flags
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "sagan_tf workdir to evaluate.")
 flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest).")
@@ -57,14 +59,7 @@ flags.DEFINE_bool("official_u_updates", False, "Let the generator write its "
                   "(in memory only); default: each batch starts from the "
                   "checkpoint's u, so results do not depend on the batch size.")
 flags.DEFINE_bool("use_ema", True, "Evaluate the EMA generator when present.")
-flags.DEFINE_enum("bn_stats", "standing", ["standing", "moving", "batch"],
-                  "Generator BN statistics: standing (recomputed from the "
-                  "checkpoint's weights, in memory), moving (the checkpoint's "
-                  "moving averages: the official protocol) or batch (each "
-                  "batch's own moments). See sagan_tf.bn_stats.")
-flags.DEFINE_integer("standing_passes", 16, "Standing statistics: passes.")
-flags.DEFINE_integer("standing_batch_size", 64,
-                     "Standing statistics: samples per pass.")
+bn_flags.define(with_seed=False)
 flags.DEFINE_string("cache_dir", None, "Real-statistics cache folder (default: "
                     "$SAGAN_TF_CACHE_DIR or ~/.cache/sagan_tf).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],

@@ -15,20 +15,15 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from launch import bn_flags
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "sagan_tf workdir (config.json + checkpoints/).")
 flags.DEFINE_string("output", None, "SavedModel directory to write (new or empty).")
 flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest).")
 flags.DEFINE_bool("use_ema", True,
                   "Export the EMA generator when the checkpoint has one.")
-flags.DEFINE_enum("bn_stats", "standing", ["standing", "moving", "batch"],
-                  "Generator BN statistics: standing (recomputed from the "
-                  "checkpoint's weights), moving (official inference) or batch "
-                  "(each request's own moments). See sagan_tf.bn_stats.")
-flags.DEFINE_integer("standing_passes", 16, "Standing statistics: passes.")
-flags.DEFINE_integer("standing_batch_size", 64,
-                     "Standing statistics: samples per pass.")
-flags.DEFINE_integer("standing_seed", 0, "Standing statistics: seed.")
+bn_flags.define(with_seed=True)
 flags.mark_flags_as_required(["workdir", "output"])
 
 
@@ -36,15 +31,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   # After flag parsing: --help stays fast.
-  from sagan_tf import bn_stats  # pylint: disable=g-import-not-at-top
   from sagan_tf import export  # pylint: disable=g-import-not-at-top
 
   try:
     path, config, step, used_ema = export.export_workdir(
         FLAGS.workdir, FLAGS.output, checkpoint=FLAGS.checkpoint,
-        use_ema=FLAGS.use_ema, bn_stats=bn_stats.BNStats(
-            FLAGS.bn_stats, FLAGS.standing_passes, FLAGS.standing_batch_size,
-            FLAGS.standing_seed))
+        use_ema=FLAGS.use_ema, bn_stats=bn_flags.from_flags())
   except (FileNotFoundError, FileExistsError, ValueError) as e:
     raise app.UsageError(str(e)) from None
   logging.info("Exported the %s generator of step %d (%dx%d, %d classes, z %d, "

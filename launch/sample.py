@@ -42,6 +42,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from launch import bn_flags
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "sagan_tf workdir (config.json + checkpoints/).")
 flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest).")
@@ -53,15 +55,7 @@ flags.DEFINE_integer("batch_size", 64, "Images per generator call.")
 flags.DEFINE_string("png", None, "Write a grid of the images to this PNG.")
 flags.DEFINE_string("npz", None, "Write images (uint8) and labels to this .npz.")
 flags.DEFINE_bool("use_ema", True, "Use the EMA generator when present.")
-flags.DEFINE_enum("bn_stats", "standing", ["standing", "moving", "batch"],
-                  "Generator BN statistics: standing (recomputed from the "
-                  "checkpoint's weights, in memory), moving (the checkpoint's "
-                  "moving averages: official inference) or batch (each batch's "
-                  "own moments). See sagan_tf.bn_stats.")
-flags.DEFINE_integer("standing_passes", 16, "Standing statistics: passes.")
-flags.DEFINE_integer("standing_batch_size", 64,
-                     "Standing statistics: samples per pass.")
-flags.DEFINE_integer("standing_seed", 0, "Standing statistics: seed.")
+bn_flags.define(with_seed=True)
 flags.DEFINE_string("attention_maps", None,
                     "Write the attention-map figure of the first samples here.")
 flags.DEFINE_string("queries", None, "Attention query pixels 'y,x;y,x' "
@@ -150,11 +144,7 @@ def main(argv):
   except ValueError as e:
     raise app.UsageError(f"--classes={FLAGS.classes!r}: {e}") from None
   from sagan_tf import bn_stats as bn_stats_lib  # pylint: disable=g-import-not-at-top
-  try:
-    bn_stats = bn_stats_lib.BNStats(FLAGS.bn_stats, FLAGS.standing_passes,
-                                    FLAGS.standing_batch_size, FLAGS.standing_seed)
-  except ValueError as e:
-    raise app.UsageError(str(e)) from None
+  bn_stats = bn_flags.from_flags()
   from sagan_tf import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   try:
     config, generator, step = load_generator(FLAGS.workdir, FLAGS.checkpoint,
