@@ -151,23 +151,6 @@ def import_tfgan(src, tf):
   return mods
 
 
-def _value_for(name, shape, rs):
-  """The non-trivial value of a bias / BN / CBN / sigma_ratio variable, or None."""
-  leaf = name.rsplit("/", 1)[-1]
-  if leaf == "sigma_ratio":
-    return rs.uniform(0.5, 1.0, size=shape)
-  if "/cbn_" in name or "/g_bn/" in name:
-    if leaf == "gamma":
-      return 1.0 + 0.1 * rs.randn(*shape)
-    if leaf in ("beta", "moving_mean"):
-      return 0.1 * rs.randn(*shape)
-    if leaf == "moving_variance":
-      return rs.uniform(0.5, 1.5, size=shape)
-  if leaf == "bias":
-    return 0.05 * rs.randn(*shape)
-  return None
-
-
 def _is_model(name):
   """Model variables: under the two scopes and not an optimiser slot."""
   leaf = name.rsplit("/", 1)[-1]
@@ -234,7 +217,8 @@ def make_reference(mods, tf, cfg, out_dir):
     rs = np.random.RandomState(cfg["assign_seed"])
     assigned = []
     for var, name in zip(variables, names):
-      value = _value_for(name, var.shape.as_list(), rs) if _is_model(name) else None
+      value = (official_shim.value_for(name, var.shape.as_list(), rs)
+               if _is_model(name) else None)
       if value is not None:
         var.load(np.asarray(value, np.float32), sess)
         assigned.append(name)
