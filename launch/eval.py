@@ -172,13 +172,11 @@ def _evaluate_workdir(evaluate, classifier, kwargs):
   if FLAGS.download:  # real-image statistics need the run's dataset
     # pylint: disable=g-import-not-at-top
     from sagan_tf import checkpoint, data
-    config = checkpoint.load_config(FLAGS.workdir)
-    if data.is_tfds_dataset(config):
-      try:
-        data.prepare_tfds_dataset(config)
-      except data.DataError as e:  # one line, no traceback
-        logging.error("%s", e)
-        sys.exit(1)
+    try:
+      data.prepare_if_tfds(checkpoint.load_config(FLAGS.workdir))
+    except data.DataError as e:  # one line, no traceback
+      logging.error("%s", e)
+      sys.exit(1)
   if FLAGS.watch:
     for result in evaluate.watch(FLAGS.workdir, classifier, _protocol(),
                                  timeout=FLAGS.timeout, **kwargs):

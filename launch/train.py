@@ -128,14 +128,11 @@ def main(argv):
   from sagan_tf import run_state
   from sagan_tf import workdir_lock
   # pylint: enable=g-import-not-at-top
-  if _DOWNLOAD.value and data.is_tfds_dataset(config):
-    logging.info("Checking TFDS dataset %r in data_dir=%s (downloads if missing).",
-                 config.dataset, config.data_dir)
+  if _DOWNLOAD.value:
     try:
-      data.prepare_tfds_dataset(config)
+      data.prepare_if_tfds(config)
     except data.DataError as e:  # one line, no traceback
-      logging.error("%s", e)
-      sys.exit(1)
+      _fail(str(e))
   from sagan_tf import summaries  # pylint: disable=g-import-not-at-top
   from sagan_tf import train as train_lib  # pylint: disable=g-import-not-at-top
   logging.info("Strategy: %s", strategy_lib.describe(strategy))

@@ -1,7 +1,8 @@
 """Input pipelines: batches of (images [B, S, S, 3] float32 in [-1, 1], labels [B]
 int32) from scikit-learn digits, official-format TFRecords or TensorFlow Datasets.
 
-``Config.dataset`` picks the source (see ``sagan_tf.data_sources``):
+``Config.dataset`` picks the source (``sagan_tf.data_sources``,
+``sagan_tf.tfds_source``):
   * ``"digits"``: scikit-learn's bundled 1797 8x8 digits, upscaled (offline);
   * ``"tfrecord"``: the official SAGAN TFRecord format from
     ``Config.tfrecord_pattern``;
@@ -38,13 +39,15 @@ import tensorflow as tf
 from sagan_tf import data_order
 from sagan_tf import data_sources
 from sagan_tf import strategy as strategy_lib
+from sagan_tf import tfds_source
 from sagan_tf.data_sources import (  # noqa: F401  (public re-exports)
-    DataError, is_tfds_dataset, load_digits_images, prepare_tfds_dataset,
-    write_official_tfrecord)
+    DataError, load_digits_images, write_official_tfrecord)
+from sagan_tf.tfds_source import (  # noqa: F401  (public re-exports)
+    is_tfds_dataset, prepare_if_tfds, prepare_tfds_dataset)
 
 __all__ = ["DataError", "make_dataset", "distributed_dataset", "load_digits_images",
            "write_official_tfrecord", "prepare_tfds_dataset", "is_tfds_dataset",
-           "runtime_error_line", "source_files"]
+           "prepare_if_tfds", "runtime_error_line", "source_files"]
 
 
 def _source(config, split) -> data_sources.Source:
@@ -52,7 +55,7 @@ def _source(config, split) -> data_sources.Source:
     return data_sources.digits_source(config)
   if config.dataset == "tfrecord":
     return data_sources.tfrecord_source(config)
-  return data_sources.tfds_source(config, split)
+  return tfds_source.tfds_source(config, split)
 
 
 def _pipeline_units(source: data_sources.Source,

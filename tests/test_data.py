@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from sagan_tf import config as config_lib
 from sagan_tf import data
-from sagan_tf import data_sources
+from sagan_tf import tfds_source
 from sagan_tf.data import DataError
 
 
@@ -183,11 +183,11 @@ def test_square_and_resize_centre_crops():
   # 4 x 8 image whose columns are 0..7: the centre crop keeps columns 2..5.
   image = tf.constant(np.tile(np.arange(8, dtype=np.uint8), (4, 1))[..., None]
                       .repeat(3, -1))
-  out = data_sources._square_and_resize(image, 4).numpy()
+  out = tfds_source._square_and_resize(image, 4).numpy()
   np.testing.assert_array_equal(out[0, :, 0], [2, 3, 4, 5])
   # Shrinking 2x: antialiased bilinear = a triangle filter over 4 input columns,
   # renormalised at the border: (2*.75+3*.75+4*.25)/1.75 = 2.71 -> 3; 4.29 -> 4.
-  out = data_sources._square_and_resize(image, 2).numpy()
+  out = tfds_source._square_and_resize(image, 2).numpy()
   np.testing.assert_array_equal(out[:, :, 0], [[3, 4], [3, 4]])
 
 
@@ -222,10 +222,13 @@ def test_prepare_tfds_dataset_downloads_only_when_missing(monkeypatch):
 
   cfg = tiny(dataset="cifar10")
   assert data.is_tfds_dataset(cfg) and not data.is_tfds_dataset(tiny())
-  monkeypatch.setattr(data_sources, "_tfds_builder", lambda c: FakeBuilder(True))
+  monkeypatch.setattr(tfds_source, "_tfds_builder", lambda c: FakeBuilder(True))
   assert data.prepare_tfds_dataset(cfg) is False and calls == []
-  monkeypatch.setattr(data_sources, "_tfds_builder", lambda c: FakeBuilder(False))
+  monkeypatch.setattr(tfds_source, "_tfds_builder", lambda c: FakeBuilder(False))
   assert data.prepare_tfds_dataset(cfg) is True and calls == ["download"]
+  # The launchers' one call: digits/tfrecord never reach a builder.
+  assert data.prepare_if_tfds(tiny()) is False and calls == ["download"]
+  assert data.prepare_if_tfds(cfg) is True and calls == ["download"] * 2
 
 
 # ------------------------------------------------------------------ distribution

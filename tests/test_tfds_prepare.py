@@ -15,7 +15,7 @@ from PIL import Image
 
 from sagan_tf import config as config_lib
 from sagan_tf import data
-from sagan_tf import data_sources
+from sagan_tf import tfds_source
 from sagan_tf.data import DataError
 
 SOURCE_DIR_ENV = "SAGAN_TF_TEST_TINY_IMAGES"
@@ -91,7 +91,7 @@ def test_prepare_failure_is_one_data_error(tmp_path):
   assert "\n" not in msg
   assert "'sagan_test_tiny_images'" in msg and "Boom: disk full" in msg
   assert "tfds build sagan_test_tiny_images" in msg
-  assert data_sources.is_tfds_dataset(cfg)
+  assert tfds_source.is_tfds_dataset(cfg)
 
 
 class SaganTestOddImages(tfds.core.GeneratorBasedBuilder):
