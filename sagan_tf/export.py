@@ -12,8 +12,8 @@ and loads with plain ``tf.saved_model.load(path)`` (no ``sagan_tf`` needed)::
     images = model.signatures["serving_default"](z=z, labels=labels)["images"]
 
 The serving function is ``generator(z, labels, training=False, update_u=False)``
-followed by the uint8 conversion of ``sagan_tf.images.to_uint8``
-(``clip(floor((x + 1) * 127.5 + 0.5), 0, 255)``).
+followed by the uint8 conversion of ``sagan_tf.images.to_uint8`` (as TF ops:
+``to_uint8_tensor``, ``clip(floor((x + 1) * 127.5 + 0.5), 0, 255)``).
 
 Spectral-norm semantics at serve time: the official generator writes its ``u``
 vectors on every forward pass, inference included, so calling it twice drifts
@@ -42,13 +42,9 @@ import os
 import keras
 import tensorflow as tf
 
+from sagan_tf import images as images_lib
+
 SIGNATURE = "serving_default"
-
-
-def to_uint8(images):
-  """[-1, 1] float images -> uint8 (the rounding of ``sagan_tf.images.to_uint8``)."""
-  x = tf.floor((tf.cast(images, tf.float32) + 1.0) * 127.5 + 0.5)
-  return tf.cast(tf.clip_by_value(x, 0.0, 255.0), tf.uint8)
 
 
 def serving_fn(generator, batch_statistics: bool = False):
@@ -68,7 +64,7 @@ def serving_fn(generator, batch_statistics: bool = False):
       images = bn_stats_lib.batch_forward(generator, z, labels, update_u=False)
     else:
       images = generator(z, labels, training=False, update_u=False)
-    return {"images": to_uint8(images)}
+    return {"images": images_lib.to_uint8_tensor(images)}
 
   return serve
 

@@ -9,10 +9,25 @@ import os
 import numpy as np
 
 
+def _uint8_levels(x, floor, clip):
+  """The one definition of the rounding: [-1, 1] -> integer levels in [0, 255],
+  ``clip(floor((x + 1) * 127.5 + 0.5), 0, 255)`` (the official code's), with the
+  ``floor``/``clip`` of numpy or of TensorFlow."""
+  return clip(floor((x + 1.0) * 127.5 + 0.5), 0.0, 255.0)
+
+
 def to_uint8(images) -> np.ndarray:
-  """[-1, 1] floats -> uint8 in [0, 255] (same rounding as the official code)."""
+  """[-1, 1] floats [..., 3] -> uint8 in [0, 255], on the host (numpy)."""
   x = np.asarray(images, dtype=np.float32)
-  return np.clip(np.floor((x + 1.0) * 127.5 + 0.5), 0, 255).astype(np.uint8)
+  return _uint8_levels(x, np.floor, np.clip).astype(np.uint8)
+
+
+def to_uint8_tensor(images):
+  """``to_uint8`` as TensorFlow ops, for graphs that must not leave TF (the
+  SavedModel of ``sagan_tf.export`` serves uint8 without numpy)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  x = tf.cast(images, tf.float32)
+  return tf.cast(_uint8_levels(x, tf.floor, tf.clip_by_value), tf.uint8)
 
 
 def grid_shape(n: int):

@@ -74,8 +74,13 @@ def workdir(tmp_path_factory):
 
 def test_to_uint8_matches_numpy():
   x = np.linspace(-1.2, 1.2, 1001, dtype=np.float32)
-  np.testing.assert_array_equal(export_lib.to_uint8(x).numpy(),
+  np.testing.assert_array_equal(images_lib.to_uint8_tensor(x).numpy(),
                                 images_lib.to_uint8(x))
+  # The levels: k / 127.5 - 1 is level k, 0 rounds up to 128, outside clips.
+  levels = np.arange(256, dtype=np.float32) / 127.5 - 1.0
+  np.testing.assert_array_equal(images_lib.to_uint8(levels), np.arange(256))
+  np.testing.assert_array_equal(images_lib.to_uint8([-1.2, 0.0, 1.2]),
+                                [0, 128, 255])
 
 
 def test_launcher_export_loads_without_sagan_tf(workdir, tmp_path):
