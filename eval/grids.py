@@ -26,8 +26,6 @@ same seed. Every function takes a ready generator and the ``training`` and
 """
 from __future__ import annotations
 
-import io
-import os
 from typing import NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -223,10 +221,5 @@ def write_grid(grid: Grid, png=None, npz=None):
       arrays["labels"] = grid.labels
     if grid.class_weights is not None:
       arrays["class_weights"] = grid.class_weights
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    tf.io.gfile.makedirs(os.path.dirname(npz) or ".")
-    with tf.io.gfile.GFile(npz, "wb") as f:
-      f.write(buffer.getvalue())
-    written.append(npz)
+    written.append(images_lib.save_npz(npz, **arrays))
   return written

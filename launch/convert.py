@@ -17,17 +17,22 @@ from absl import app
 from absl import flags
 from absl import logging
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("source", None, "TF1 checkpoint prefix (or its directory).")
-flags.DEFINE_enum("layout", "official", ["official", "tfgan_estimator"],
-                  "Which code wrote the checkpoint.")
-flags.DEFINE_string("output", None, "sagan_tf workdir to write.")
-flags.DEFINE_integer("num_classes", None, "Number of classes (default: inferred).")
-flags.DEFINE_integer("gf_dim", None, "Generator width (default: inferred).")
-flags.DEFINE_integer("df_dim", None, "Discriminator width (default: inferred).")
-flags.DEFINE_integer("z_dim", None, "Noise size (default: inferred).")
-flags.DEFINE_integer("image_size", None, "32, 64 or 128 (default: inferred).")
-flags.DEFINE_bool("overwrite", False, "Write into an existing workdir.")
+_SOURCE = flags.DEFINE_string("source", None,
+                              "TF1 checkpoint prefix (or its directory).")
+_LAYOUT = flags.DEFINE_enum("layout", "official", ["official", "tfgan_estimator"],
+                            "Which code wrote the checkpoint.")
+_OUTPUT = flags.DEFINE_string("output", None, "sagan_tf workdir to write.")
+_NUM_CLASSES = flags.DEFINE_integer("num_classes", None,
+                                    "Number of classes (default: inferred).")
+_GF_DIM = flags.DEFINE_integer("gf_dim", None,
+                               "Generator width (default: inferred).")
+_DF_DIM = flags.DEFINE_integer("df_dim", None,
+                               "Discriminator width (default: inferred).")
+_Z_DIM = flags.DEFINE_integer("z_dim", None, "Noise size (default: inferred).")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", None,
+                                   "32, 64 or 128 (default: inferred).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False,
+                               "Write into an existing workdir.")
 flags.mark_flags_as_required(["source", "output"])
 
 
@@ -48,10 +53,10 @@ def sagan_tf_workdir_of(source: str):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  workdir = sagan_tf_workdir_of(FLAGS.source)
+  workdir = sagan_tf_workdir_of(_SOURCE.value)
   if workdir is not None:
     raise app.UsageError(
-        f"--source={FLAGS.source} is a sagan_tf TF2 checkpoint: {workdir!r} is "
+        f"--source={_SOURCE.value} is a sagan_tf TF2 checkpoint: {workdir!r} is "
         f"already a sagan_tf workdir and needs no conversion; pass "
         f"--workdir={workdir} to launch.train, launch.sample, launch.eval or "
         f"launch.export.")
@@ -59,9 +64,9 @@ def main(argv):
 
   try:
     config, path, step = convert.convert_to_workdir(
-        FLAGS.source, FLAGS.layout, FLAGS.output, overwrite=FLAGS.overwrite,
-        num_classes=FLAGS.num_classes, gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim,
-        z_dim=FLAGS.z_dim, image_size=FLAGS.image_size)
+        _SOURCE.value, _LAYOUT.value, _OUTPUT.value, overwrite=_OVERWRITE.value,
+        num_classes=_NUM_CLASSES.value, gf_dim=_GF_DIM.value, df_dim=_DF_DIM.value,
+        z_dim=_Z_DIM.value, image_size=_IMAGE_SIZE.value)
   except (FileNotFoundError, FileExistsError, ValueError) as e:
     raise app.UsageError(str(e)) from None
   logging.info("Wrote %s (step %d, image_size=%d, num_classes=%d, gf=%d, df=%d, "

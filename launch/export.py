@@ -17,13 +17,15 @@ from absl import logging
 
 from launch import bn_flags
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "sagan_tf workdir (config.json + checkpoints/).")
-flags.DEFINE_string("output", None, "SavedModel directory to write (new or empty).")
-flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest).")
-flags.DEFINE_bool("use_ema", True,
-                  "Export the EMA generator when the checkpoint has one.")
-bn_flags.define(with_seed=True)
+_WORKDIR = flags.DEFINE_string("workdir", None,
+                               "sagan_tf workdir (config.json + checkpoints/).")
+_OUTPUT = flags.DEFINE_string("output", None,
+                              "SavedModel directory to write (new or empty).")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None,
+                                  "Checkpoint path (default: the latest).")
+_USE_EMA = flags.DEFINE_bool(
+    "use_ema", True, "Export the EMA generator when the checkpoint has one.")
+_BN = bn_flags.define(with_seed=True)
 flags.mark_flags_as_required(["workdir", "output"])
 
 
@@ -35,14 +37,14 @@ def main(argv):
 
   try:
     path, config, step, used_ema = export.export_workdir(
-        FLAGS.workdir, FLAGS.output, checkpoint=FLAGS.checkpoint,
-        use_ema=FLAGS.use_ema, bn_stats=bn_flags.from_flags())
+        _WORKDIR.value, _OUTPUT.value, checkpoint=_CHECKPOINT.value,
+        use_ema=_USE_EMA.value, bn_stats=_BN.stats())
   except (FileNotFoundError, FileExistsError, ValueError) as e:
     raise app.UsageError(str(e)) from None
   logging.info("Exported the %s generator of step %d (%dx%d, %d classes, z %d, "
                "%s BN statistics) to %s.", "EMA" if used_ema else "live", step,
                config.image_size, config.image_size, config.num_classes,
-               config.z_dim, FLAGS.bn_stats, path)
+               config.z_dim, _BN.mode.value, path)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Image helpers shared by training, sampling and evaluation: uint8 conversion,
-square grids and PNG files."""
+square grids, PNG and .npz files."""
 from __future__ import annotations
 
 import io
@@ -62,6 +62,18 @@ def save_png(path: str, image) -> str:
     image = image[..., 0]
   buffer = io.BytesIO()
   Image.fromarray(image).save(buffer, format="PNG")
+  tf.io.gfile.makedirs(os.path.dirname(path) or ".")
+  with tf.io.gfile.GFile(path, "wb") as f:
+    f.write(buffer.getvalue())
+  return path
+
+
+def save_npz(path: str, **arrays) -> str:
+  """Writes ``arrays`` as an .npz to path (any ``tf.io.gfile`` path); returns
+  path."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  buffer = io.BytesIO()  # np.savez seeks; a GFile being written cannot
+  np.savez(buffer, **arrays)
   tf.io.gfile.makedirs(os.path.dirname(path) or ".")
   with tf.io.gfile.GFile(path, "wb") as f:
     f.write(buffer.getvalue())

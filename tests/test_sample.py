@@ -1,4 +1,6 @@
 """launch.sample (subprocess) and eval.sampling: PNG and .npz from a tiny workdir."""
+import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -86,3 +88,27 @@ def test_cli_writes_png_and_npz_from_the_ema_generator(workdir, tmp_path):
   other = to_uint8(sampling.generate(live, 6, seed=3, classes=[1, 3])[0])
   assert np.abs(images.astype(int) - want).max() <= 1
   assert np.abs(images.astype(int) - other).max() > 10
+
+
+def test_write_samples_in_process(workdir, tmp_path):
+  """eval.sample_files, the library behind launch.sample: the live generator
+  with --nouse_ema, moving statistics, the .npz's JSON entries."""
+  from eval import sample_files  # pylint: disable=g-import-not-at-top
+  from sagan_tf import bn_stats as bn_stats_lib  # pylint: disable=g-import-not-at-top
+  path, live, ema = workdir
+  npz = str(tmp_path / "live.npz")
+  request = sample_files.SampleRequest(num=5, classes=(2,), seed=4, batch_size=2,
+                                       npz=npz)
+  written = sample_files.write_samples(path, request, use_ema=False,
+                                       bn_stats=bn_stats_lib.BNStats("moving"))
+  assert written == [npz]
+  with np.load(npz) as f:
+    images, labels = f["images"], f["labels"]
+    assert json.loads(f["bn_stats"].item()) == {"mode": "moving"}
+    assert json.loads(f["step"].item()) == 4
+  np.testing.assert_array_equal(labels, [2] * 5)
+  want = to_uint8(sampling.generate(live, 5, seed=4, classes=[2])[0])
+  assert np.abs(images.astype(int) - want).max() <= 1
+  assert request.plain and not dataclasses.replace(request, truncation=0.5).plain
+  with pytest.raises(ValueError, match="grid='nope'"):
+    sample_files.write_grid(live, dataclasses.replace(request, grid="nope"))
