@@ -29,77 +29,94 @@ from absl import logging
 
 from launch import bn_flags
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "sagan_tf workdir to evaluate.")
-flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest).")
-flags.DEFINE_bool("watch", False, "Evaluate each new checkpoint as it appears.")
-flags.DEFINE_float("timeout", None, "With --watch: stop after this many seconds "
-                   "without a new checkpoint (default: wait forever, or until "
-                   "a checkpoint reaches train_steps).")
-flags.DEFINE_string("images_a", None, ".npz with uint8 `images` [N, H, W, 3] "
-                    "(and optional int `labels` [N], for intra-FID).")
-flags.DEFINE_string("images_b", None, ".npz with uint8 `images` [N, H, W, 3] "
-                    "(and optional int `labels` [N], for intra-FID).")
-flags.DEFINE_string("inception_path", None,
-                    "Local copy of the TF-GAN Inception module (default: TF-Hub).")
-flags.DEFINE_enum("classifier", "inception", ["inception", "digits"],
-                  "Feature network: the TF-GAN Inception network, or the digit "
-                  "classifier of eval.digits_classifier (digits runs; adds the "
-                  "class accuracy of the samples).")
-flags.DEFINE_integer("num_samples", None, "Generated samples (default: 50,000, "
-                     "official; 10,000 with --classifier=digits).")
-flags.DEFINE_integer("num_real", None, "Real images (default: --num_samples).")
-flags.DEFINE_string("split", None, "Split of the real images (default: config's).")
-flags.DEFINE_integer("batch_size", 100, "Global batch of generator and Inception.")
-flags.DEFINE_integer("seed", 0, "Seed of the generated sample set.")
-flags.DEFINE_integer("is_splits", 1, "Inception-score splits (official 1).")
-flags.DEFINE_integer("kid_max_samples", 10_000, "Per-set cap of KID samples.")
-flags.DEFINE_bool("official_u_updates", False, "Let the generator write its "
-                  "spectral-norm u back on every call, as the official eval did "
-                  "(in memory only); default: each batch starts from the "
-                  "checkpoint's u, so results do not depend on the batch size.")
-flags.DEFINE_bool("use_ema", True, "Evaluate the EMA generator when present.")
-bn_flags.define(with_seed=False)
-flags.DEFINE_string("cache_dir", None, "Real-statistics cache folder (default: "
-                    "$SAGAN_TF_CACHE_DIR or ~/.cache/sagan_tf).")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
-                  "default: one device; mirrored: batches split over the local "
-                  "GPUs (sagan_tf.strategy). Evaluation runs on one host.")
-flags.DEFINE_integer("cpu_replicas", 0, "With --strategy=mirrored: logical CPUs.")
-flags.DEFINE_integer("log_every", 50, "Log progress every this many batches.")
-
-flags.DEFINE_bool("download", True, "Download and prepare the run's TFDS dataset "
-                  "if it is not prepared yet (needs internet).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "sagan_tf workdir to evaluate.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None,
+                                  "Checkpoint path (default: the latest).")
+_WATCH = flags.DEFINE_bool("watch", False,
+                           "Evaluate each new checkpoint as it appears.")
+_TIMEOUT = flags.DEFINE_float(
+    "timeout", None, "With --watch: stop after this many seconds without a new "
+    "checkpoint (default: wait forever, or until a checkpoint reaches "
+    "train_steps).")
+_IMAGES_A = flags.DEFINE_string(
+    "images_a", None, ".npz with uint8 `images` [N, H, W, 3] (and optional int "
+    "`labels` [N], for intra-FID).")
+_IMAGES_B = flags.DEFINE_string(
+    "images_b", None, ".npz with uint8 `images` [N, H, W, 3] (and optional int "
+    "`labels` [N], for intra-FID).")
+_INCEPTION_PATH = flags.DEFINE_string(
+    "inception_path", None,
+    "Local copy of the TF-GAN Inception module (default: TF-Hub).")
+_CLASSIFIER = flags.DEFINE_enum(
+    "classifier", "inception", ["inception", "digits"],
+    "Feature network: the TF-GAN Inception network, or the digit classifier of "
+    "eval.digits_classifier (digits runs; adds the class accuracy of the "
+    "samples).")
+_NUM_SAMPLES = flags.DEFINE_integer(
+    "num_samples", None, "Generated samples (default: 50,000, official; 10,000 "
+    "with --classifier=digits).")
+_NUM_REAL = flags.DEFINE_integer("num_real", None,
+                                 "Real images (default: --num_samples).")
+_SPLIT = flags.DEFINE_string("split", None,
+                             "Split of the real images (default: config's).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 100,
+                                   "Global batch of generator and Inception.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the generated sample set.")
+_IS_SPLITS = flags.DEFINE_integer("is_splits", 1,
+                                  "Inception-score splits (official 1).")
+_KID_MAX_SAMPLES = flags.DEFINE_integer("kid_max_samples", 10_000,
+                                        "Per-set cap of KID samples.")
+_OFFICIAL_U_UPDATES = flags.DEFINE_bool(
+    "official_u_updates", False, "Let the generator write its spectral-norm u "
+    "back on every call, as the official eval did (in memory only); default: "
+    "each batch starts from the checkpoint's u, so results do not depend on "
+    "the batch size.")
+_USE_EMA = flags.DEFINE_bool("use_ema", True,
+                             "Evaluate the EMA generator when present.")
+_BN = bn_flags.define(with_seed=False)
+_CACHE_DIR = flags.DEFINE_string(
+    "cache_dir", None, "Real-statistics cache folder (default: "
+    "$SAGAN_TF_CACHE_DIR or ~/.cache/sagan_tf).")
+_STRATEGY = flags.DEFINE_enum(
+    "strategy", "default", ["default", "mirrored"],
+    "default: one device; mirrored: batches split over the local GPUs "
+    "(sagan_tf.strategy). Evaluation runs on one host.")
+_CPU_REPLICAS = flags.DEFINE_integer("cpu_replicas", 0,
+                                     "With --strategy=mirrored: logical CPUs.")
+_LOG_EVERY = flags.DEFINE_integer("log_every", 50,
+                                  "Log progress every this many batches.")
+_DOWNLOAD = flags.DEFINE_bool(
+    "download", True, "Download and prepare the run's TFDS dataset if it is not "
+    "prepared yet (needs internet).")
 
 DIGITS_NUM_SAMPLES = 10_000
 
 
 def _num_samples():
-  if FLAGS.num_samples is not None:
-    return FLAGS.num_samples
-  return DIGITS_NUM_SAMPLES if FLAGS.classifier == "digits" else 50_000
+  if _NUM_SAMPLES.value is not None:
+    return _NUM_SAMPLES.value
+  return DIGITS_NUM_SAMPLES if _CLASSIFIER.value == "digits" else 50_000
 
 
 def _protocol():
   from eval import evaluate  # pylint: disable=g-import-not-at-top
   return evaluate.Protocol(
-      num_samples=_num_samples(), num_real=FLAGS.num_real,
-      real_split=FLAGS.split, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
-      is_splits=FLAGS.is_splits, kid_max_samples=FLAGS.kid_max_samples,
-      official_u_updates=FLAGS.official_u_updates, bn_stats=FLAGS.bn_stats,
-      standing_passes=FLAGS.standing_passes,
-      standing_batch_size=FLAGS.standing_batch_size)
+      num_samples=_num_samples(), num_real=_NUM_REAL.value,
+      real_split=_SPLIT.value, batch_size=_BATCH_SIZE.value, seed=_SEED.value,
+      is_splits=_IS_SPLITS.value, kid_max_samples=_KID_MAX_SAMPLES.value,
+      official_u_updates=_OFFICIAL_U_UPDATES.value, bn_stats=_BN.mode.value,
+      standing_passes=_BN.passes.value,
+      standing_batch_size=_BN.batch_size.value)
 
 
 def _load_classifier(strategy):
   """The feature network of --classifier (UsageError when unavailable)."""
   # pylint: disable=g-import-not-at-top
   from eval import inception
-  if FLAGS.classifier == "digits":
-    from eval import digits_classifier
-    return digits_classifier.load_digits_classifier(FLAGS.cache_dir, strategy)
+  from eval import train_eval
   try:
-    return inception.load_classifier(FLAGS.inception_path, strategy=strategy)
+    return train_eval.load_named_classifier(
+        _CLASSIFIER.value, strategy, _CACHE_DIR.value, _INCEPTION_PATH.value)
   except inception.InceptionUnavailableError as e:
     raise app.UsageError(str(e)) from None
 
@@ -116,24 +133,24 @@ def load_image_set(flag: str, path: str):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  compare = FLAGS.images_a or FLAGS.images_b
-  if compare and not (FLAGS.images_a and FLAGS.images_b):
+  compare = _IMAGES_A.value or _IMAGES_B.value
+  if compare and not (_IMAGES_A.value and _IMAGES_B.value):
     raise app.UsageError("--images_a and --images_b go together.")
-  if bool(compare) == bool(FLAGS.workdir):
+  if bool(compare) == bool(_WORKDIR.value):
     raise app.UsageError("Give either --workdir or --images_a/--images_b.")
-  if FLAGS.standing_passes <= 0 or FLAGS.standing_batch_size <= 0:
+  if _BN.passes.value <= 0 or _BN.batch_size.value <= 0:
     raise app.UsageError("--standing_passes and --standing_batch_size must be "
                          "positive.")
   if compare:  # before loading Inception: bad files fail fast
-    image_sets = [load_image_set("images_a", FLAGS.images_a),
-                  load_image_set("images_b", FLAGS.images_b)]
+    image_sets = [load_image_set("images_a", _IMAGES_A.value),
+                  load_image_set("images_b", _IMAGES_B.value)]
   # Imports after flag parsing: --help stays fast.
   from eval import evaluate  # pylint: disable=g-import-not-at-top
   from sagan_tf.strategy import make_strategy  # pylint: disable=g-import-not-at-top
 
-  strategy = make_strategy(FLAGS.strategy, cpu_replicas=FLAGS.cpu_replicas)
-  if FLAGS.workdir and FLAGS.classifier == "digits":
-    _check_digits_run(FLAGS.workdir)
+  strategy = make_strategy(_STRATEGY.value, cpu_replicas=_CPU_REPLICAS.value)
+  if _WORKDIR.value and _CLASSIFIER.value == "digits":
+    _check_digits_run(_WORKDIR.value)
   classifier = _load_classifier(strategy)
 
   if compare:
@@ -141,13 +158,13 @@ def main(argv):
     values = evaluate.compare_image_sets(
         images_a, images_b, classifier, labels_a=labels_a, labels_b=labels_b,
         strategy=strategy,
-        batch_size=FLAGS.batch_size, is_splits=FLAGS.is_splits,
-        kid_max_samples=FLAGS.kid_max_samples, log_every=FLAGS.log_every)
+        batch_size=_BATCH_SIZE.value, is_splits=_IS_SPLITS.value,
+        kid_max_samples=_KID_MAX_SAMPLES.value, log_every=_LOG_EVERY.value)
     print(json.dumps(values, sort_keys=True), flush=True)
     return
 
-  kwargs = dict(strategy=strategy, cache_dir=FLAGS.cache_dir,
-                use_ema=FLAGS.use_ema, log_every=FLAGS.log_every)
+  kwargs = dict(strategy=strategy, cache_dir=_CACHE_DIR.value,
+                use_ema=_USE_EMA.value, log_every=_LOG_EVERY.value)
   from sagan_tf import checkpoint  # pylint: disable=g-import-not-at-top
   try:
     _evaluate_workdir(evaluate, classifier, kwargs)
@@ -169,22 +186,22 @@ def _check_digits_run(workdir):
 
 
 def _evaluate_workdir(evaluate, classifier, kwargs):
-  if FLAGS.download:  # real-image statistics need the run's dataset
+  if _DOWNLOAD.value:  # real-image statistics need the run's dataset
     # pylint: disable=g-import-not-at-top
     from sagan_tf import checkpoint, data
     try:
-      data.prepare_if_tfds(checkpoint.load_config(FLAGS.workdir))
+      data.prepare_if_tfds(checkpoint.load_config(_WORKDIR.value))
     except data.DataError as e:  # one line, no traceback
       logging.error("%s", e)
       sys.exit(1)
-  if FLAGS.watch:
-    for result in evaluate.watch(FLAGS.workdir, classifier, _protocol(),
-                                 timeout=FLAGS.timeout, **kwargs):
+  if _WATCH.value:
+    for result in evaluate.watch(_WORKDIR.value, classifier, _protocol(),
+                                 timeout=_TIMEOUT.value, **kwargs):
       logging.info("Wrote %s", result["path"])
     logging.info("No new checkpoint: done.")
   else:
-    result = evaluate.evaluate_checkpoint(FLAGS.workdir, classifier, _protocol(),
-                                          checkpoint=FLAGS.checkpoint, **kwargs)
+    result = evaluate.evaluate_checkpoint(_WORKDIR.value, classifier, _protocol(),
+                                          checkpoint=_CHECKPOINT.value, **kwargs)
     logging.info("Wrote %s", result["path"])
     print(json.dumps(dict(step=result["step"], bn_stats=result["bn_stats"],
                           **result["metrics"]), sort_keys=True), flush=True)
