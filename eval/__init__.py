@@ -9,6 +9,7 @@ Modules:
 * ``real_stats``: real-image statistics, cached per protocol;
 * ``sampling``: seeded class-conditional samples from a generator;
 * ``grids``: truncated samples, latent and class interpolation grids;
+* ``sample_files``: the PNG/.npz/attention files of a checkpoint (launch.sample);
 * ``evaluate``: the evaluation protocol, result files, summaries, watch mode;
 * ``testing``: a tiny stand-in classifier for tests.
 """
