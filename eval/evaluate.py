@@ -3,11 +3,23 @@
 Protocol, as the official ``eval_imagenet.py``: 50,000 generated samples (classes
 uniform, z ~ N(0, I), generator at inference, ``training=False``) against 50,000
 real images of the training split; IS over all samples in one split; FID of
-pool_3. KID (TF-GAN's estimator) is added. Every result is written with its
-protocol (sample counts, real split, seed, Inception identity, checkpoint and step)
-as ``WORKDIR/eval/metrics_<step>.json`` and as TensorBoard scalars ``eval/IS``,
-``eval/FID``, ``eval/KID`` in ``WORKDIR/eval`` (a run beside the training curves
-when TensorBoard is pointed at WORKDIR).
+pool_3. KID (TF-GAN's estimator), precision/recall and density/coverage
+(``eval.manifold``) are added, and the intra-FID of the paper (below). Every
+result is written with its protocol (sample counts, real split, seed, Inception
+identity, checkpoint and step) as ``WORKDIR/eval/metrics_<step>.json`` and as
+TensorBoard scalars ``eval/IS``, ``eval/FID``, ``eval/KID``... in ``WORKDIR/eval``
+(a run beside the training curves when TensorBoard is pointed at WORKDIR); a
+non-default BN mode gets its own file and run (``eval.results``).
+
+Intra-FID (``Protocol.intra_fid_classes`` k, default 10; 0 turns it off): for each
+class c < k, the FID between the real images labelled c among the ``num_real``
+real images and the generated samples drawn for class c among the
+``num_samples`` (uniform classes: about num_samples / num_classes each), from
+running per-class means and unbiased covariances (``eval.manifold.ClassMoments``;
+the real ones cached by ``eval.real_stats``); the mean over the classes with at
+least 2 samples in both sets. ``metrics`` holds ``intra_fid`` and
+``intra_fid_classes`` (classes averaged), the result's ``intra_fid`` each class's
+FID and counts. Memory grows with k, not with the sample count: 2 k D^2 float64.
 
 Evaluation reads checkpoints and never writes them: the models are rebuilt in memory
 for each checkpoint. Results go through ``tf.io.gfile``, so a ``gs://`` workdir
@@ -56,10 +68,16 @@ from eval import features
 from eval import manifold
 from eval import metrics
 from eval import real_stats as real_stats_lib
+from eval import results
 from sagan_tf import bn_stats as bn_stats_lib
 from sagan_tf import checkpoint as checkpoint_lib
+# Re-exported: the result files (eval.results) and the two-set comparison
+# (eval.image_sets) were part of this module.
+from eval.image_sets import ImageSetError, compare_image_sets, load_image_set  # noqa: F401  pylint: disable=unused-import
+from eval.manifold import all_metrics  # noqa: F401  pylint: disable=unused-import
+from eval.results import eval_dir, result_path, write_result  # noqa: F401  pylint: disable=unused-import
 
-EVAL_SUBDIR = "eval"
+DEFAULT_INTRA_FID_CLASSES = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +99,10 @@ class Protocol:
       (official) or "batch" (``sagan_tf.bn_stats``).
     standing_passes, standing_batch_size: the standing statistics' passes and
       their batch size (their seed is ``seed``).
+    intra_fid_classes: intra-FID over classes 0..k-1 (k = min(this, the
+      generator's classes)); 0 turns it off. Memory: 2 k D^2 float64 (real and
+      generated), 670 MB for 10 classes at D=2048, so ImageNet's 1000 classes
+      need an explicit k (all of them: 67 GB).
   """
   num_samples: int = 50_000
   num_real: Optional[int] = None
@@ -93,6 +115,7 @@ class Protocol:
   bn_stats: str = bn_stats_lib.DEFAULT_MODE
   standing_passes: int = bn_stats_lib.DEFAULT_PASSES
   standing_batch_size: int = bn_stats_lib.DEFAULT_BATCH_SIZE
+  intra_fid_classes: int = DEFAULT_INTRA_FID_CLASSES
 
   def bn_stats_config(self) -> bn_stats_lib.BNStats:
     return bn_stats_lib.BNStats(self.bn_stats, self.standing_passes,
@@ -104,38 +127,13 @@ class Protocol:
     return None if self.official_u_updates else False
 
   def resolved(self, config) -> "Protocol":
+    if self.intra_fid_classes < 0:
+      raise ValueError(f"intra_fid_classes must be >= 0 (0: no intra-FID), got "
+                       f"{self.intra_fid_classes}.")
     return dataclasses.replace(
         self, num_real=self.num_real or self.num_samples,
-        real_split=self.real_split or config.split)
-
-
-def eval_dir(workdir: str) -> str:
-  return os.path.join(workdir, EVAL_SUBDIR)
-
-
-def result_path(workdir: str, step: int) -> str:
-  return os.path.join(eval_dir(workdir), f"metrics_{step:09d}.json")
-
-
-def write_result(workdir: str, result: dict) -> str:
-  """Writes the result JSON and the TensorBoard scalars (``eval/IS``, ``eval/FID``,
-  ``eval/KID``, ``eval/{precision,recall,density,coverage}``, and
-  ``eval/class_accuracy`` when measured), through
-  ``tf.io.gfile``; returns the JSON path."""
-  path = result_path(workdir, result["step"])
-  tf.io.gfile.makedirs(os.path.dirname(path))
-  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-    f.write(json.dumps(result, indent=1, sort_keys=True) + "\n")
-  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
-  writer = tf.summary.create_file_writer(eval_dir(workdir))
-  with writer.as_default():
-    for name in ("IS", "FID", "KID", "class_accuracy") + manifold.PRDC_NAMES:
-      if result["metrics"].get(name) is not None:
-        tf.summary.scalar(f"eval/{name}", result["metrics"][name],
-                          step=result["step"])
-  writer.flush()
-  writer.close()
-  return path
+        real_split=self.real_split or config.split,
+        intra_fid_classes=min(self.intra_fid_classes, config.num_classes))
 
 
 def evaluate_checkpoint(workdir: str, classifier, protocol: Protocol = Protocol(),
@@ -159,8 +157,10 @@ def evaluate_checkpoint(workdir: str, classifier, protocol: Protocol = Protocol(
     write: write the JSON and TensorBoard results into the workdir.
 
   Returns:
-    dict(step, checkpoint, ema, metrics={IS, IS_std, FID, KID, KID_std[,
-    class_accuracy]}, bn_stats={mode[, passes, batch_size, seed]}, protocol={...}).
+    dict(step, checkpoint, ema, metrics={IS, IS_std, FID, KID, KID_std,
+    precision, recall, density, coverage[, intra_fid, intra_fid_classes,
+    class_accuracy]}, bn_stats={mode[, passes, batch_size, seed]},
+    protocol={...}[, intra_fid={class: {fid, real_count, fake_count}}]).
   """
   strategy = strategy or tf.distribute.get_strategy()
   path = checkpoint or checkpoint_lib.latest_checkpoint(workdir)
@@ -176,7 +176,7 @@ def evaluate_checkpoint(workdir: str, classifier, protocol: Protocol = Protocol(
   result.update(checkpoint=path,
                 ema=bool(use_ema and checkpoint_lib.has_ema(path)))
   if write:
-    result["path"] = write_result(workdir, result)
+    result["path"] = results.write_result(workdir, result)
   return result
 
 
@@ -203,13 +203,18 @@ def evaluate_generator(generator, config, classifier,
       config, classifier, num_real=protocol.num_real, split=protocol.real_split,
       cache_dir=cache_dir, strategy=strategy, batch_size=protocol.batch_size,
       kid_max_samples=protocol.kid_max_samples, dataset_fn=dataset_fn,
-      log_every=log_every)
+      log_every=log_every, intra_fid_classes=protocol.intra_fid_classes)
+  k = protocol.intra_fid_classes
   fake = features.generated_stats(
       generator, classifier, protocol.num_samples, seed=protocol.seed,
       strategy=strategy, batch_size=protocol.batch_size, update_u=protocol.update_u,
       is_splits=protocol.is_splits, kid_max_samples=protocol.kid_max_samples,
-      log_every=log_every, training=bn.training)
-  values = all_metrics(real, fake)
+      log_every=log_every, training=bn.training,
+      class_moments=manifold.ClassMoments(range(k)) if k else None)
+  values = manifold.all_metrics(real, fake)
+  intra = _intra_fid(real, fake) if k else None
+  if intra:
+    values.update(intra_fid=intra["intra_fid"], intra_fid_classes=intra["classes"])
   result = dict(
       step=int(step), metrics=values, bn_stats=bn.describe(),
       protocol=dict(dataclasses.asdict(protocol), dataset=config.dataset,
@@ -218,39 +223,28 @@ def evaluate_generator(generator, config, classifier,
                     inception_identity=classifier.identity,
                     replicas=strategy.num_replicas_in_sync),
       time=time.strftime("%Y-%m-%dT%H:%M:%S"))
-  logging.info("step %d (%s BN statistics): IS %.4f FID %.4f KID %.6f%s", step,
+  if intra:
+    result["intra_fid"] = intra["details"]
+  logging.info("step %d (%s BN statistics): IS %.4f FID %.4f KID %.6f%s%s", step,
                bn.mode, values["IS"], values["FID"], values["KID"],
+               f" intra-FID {values['intra_fid']:.4f}" if intra else "",
                f" class accuracy {values['class_accuracy']:.4f}"
                if "class_accuracy" in values else "")
   return result
 
 
-def all_metrics(real: metrics.SetStats, fake: metrics.SetStats) -> dict:
-  """``metrics.compare`` plus precision, recall, density and coverage
-  (``eval.manifold``) on the two sets' KID subsets (at most ``kid_max_samples``
-  uniform features each)."""
-  values = metrics.compare(real, fake)
-  values.update(manifold.prdc(real.kid_features, fake.kid_features))
-  return values
-
-
-def _already_done(workdir: str, path: str, protocol: Protocol) -> bool:
-  """Whether a result for this checkpoint path and protocol is on disk."""
-  folder = eval_dir(workdir)
-  if not tf.io.gfile.isdir(folder):
-    return False
-  for name in tf.io.gfile.listdir(folder):
-    if name.startswith("metrics_") and name.endswith(".json"):
-      try:
-        with tf.io.gfile.GFile(os.path.join(folder, name)) as f:
-          old = json.load(f)
-      except (OSError, ValueError):
-        continue
-      mine = dataclasses.asdict(protocol)
-      if (old.get("checkpoint") == path and
-          {k: old["protocol"].get(k) for k in mine} == mine):
-        return True
-  return False
+def _intra_fid(real: metrics.SetStats, fake: metrics.SetStats) -> Optional[dict]:
+  """``manifold.intra_fid`` with per-class FIDs and counts (str keys for JSON);
+  None, with a warning, when no class has 2 samples in both sets."""
+  try:
+    intra = manifold.intra_fid(real.per_class or {}, fake.per_class or {})
+  except ValueError as e:
+    logging.warning("%s Intra-FID left out; raise num_samples/num_real.", e)
+    return None
+  intra["details"] = {str(c): dict(fid=fid, real_count=real.per_class[c][0],
+                                   fake_count=fake.per_class[c][0])
+                      for c, fid in intra["per_class"].items()}
+  return intra
 
 
 def watch(workdir: str, classifier, protocol: Protocol = Protocol(), *,
@@ -281,7 +275,7 @@ def watch(workdir: str, classifier, protocol: Protocol = Protocol(), *,
   for path in tf.train.checkpoints_iterator(
       checkpoint_lib.checkpoint_dir(workdir), min_interval_secs=min_interval_secs,
       timeout=timeout):
-    if _already_done(workdir, path, protocol.resolved(config)):
+    if results.already_done(workdir, path, protocol.resolved(config)):
       logging.info("Skipping %s: already evaluated.", path)
       continue
     try:
@@ -297,114 +291,3 @@ def watch(workdir: str, classifier, protocol: Protocol = Protocol(), *,
     if stop_at_train_steps and result["step"] >= config.train_steps:
       logging.info("Reached train_steps=%d: done watching.", config.train_steps)
       return
-
-
-class ImageSetError(ValueError):
-  """An .npz image set that cannot be used; the message is one line: what is
-  wrong and how to fix it."""
-
-
-def load_image_set(path: str, where: Optional[str] = None):
-  """Reads an image set: uint8 ``images`` `[N, H, W, 3]` and optional int ``labels``
-  `[N]` of the .npz at ``path`` (local or any ``tf.io.gfile`` URL).
-
-  Args:
-    path: the .npz file.
-    where: how to name the file in errors (e.g. ``--images_a=PATH``).
-
-  Returns:
-    (images, labels or None).
-
-  Raises:
-    ImageSetError: a missing or unreadable file, no ``images`` array, images that
-      are not uint8 ``[N, H, W, 3]``, or ``labels`` that are not ints ``[N]``.
-  """
-  import zipfile  # pylint: disable=g-import-not-at-top
-  where = where or path
-  how = f"save the images with np.savez({path!r}, images=<uint8 [N, H, W, 3]>)"
-  if not tf.io.gfile.exists(path):
-    raise ImageSetError(f"{where}: no such file.")
-  labels = None
-  try:
-    with tf.io.gfile.GFile(path, "rb") as f:
-      data = np.load(f, allow_pickle=False)
-      if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ImageSetError(f"{where} is a single .npy array, not an .npz; {how}.")
-      if "images" not in data.files:
-        raise ImageSetError(f"{where} has no 'images' array (it has "
-                            f"{sorted(data.files)}); {how}.")
-      images = data["images"]
-      if "labels" in data.files:
-        labels = data["labels"]
-  except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-    if isinstance(e, ImageSetError):
-      raise
-    raise ImageSetError(f"{where} is not an .npz file ({e}); {how}.") from None
-  if images.ndim == 3:
-    raise ImageSetError(
-        f"{where}: images {images.shape} have no channel axis; add one, e.g. "
-        f"np.repeat(images[..., None], 3, axis=-1) for grayscale.")
-  if images.ndim != 4 or images.shape[-1] != 3:
-    raise ImageSetError(f"{where}: images must be [N, H, W, 3], got shape "
-                        f"{images.shape}.")
-  if np.issubdtype(images.dtype, np.floating):
-    raise ImageSetError(
-        f"{where}: images are {images.dtype} (range {float(images.min()):g} to "
-        f"{float(images.max()):g}), not uint8; convert them, e.g. for [-1, 1]: "
-        f"((x + 1) * 127.5).round().clip(0, 255).astype(np.uint8).")
-  if images.dtype != np.uint8:
-    raise ImageSetError(f"{where}: images are {images.dtype}; they must be "
-                        f"uint8 in 0..255 (x.astype(np.uint8)).")
-  if labels is not None and (labels.shape != (len(images),)
-                             or not np.issubdtype(labels.dtype, np.integer)):
-    raise ImageSetError(f"{where}: labels must be ints [{len(images)}] (one per "
-                        f"image), got {labels.dtype} {labels.shape}; drop them or "
-                        f"fix them.")
-  return images, labels
-
-
-def _batches_of(images: np.ndarray, batch_size: int):
-  for i in range(0, len(images), batch_size):
-    yield images[i:i + batch_size].astype(np.float32) / 127.5 - 1.0
-
-
-def compare_image_sets(images_a: np.ndarray, images_b: np.ndarray, classifier, *,
-                       labels_a: Optional[np.ndarray] = None,
-                       labels_b: Optional[np.ndarray] = None,
-                       strategy=None, batch_size: int = 100, is_splits: int = 1,
-                       kid_max_samples: int = metrics.DEFAULT_KID_MAX_SAMPLES,
-                       log_every: int = 50) -> Dict[str, float]:
-  """FID, KID, precision/recall and density/coverage of set b against set a, the
-  IS of each, and the intra-FID when both sets have labels.
-
-  Returns:
-    dict(fid, kid, is_a, is_b, precision, recall, density, coverage[, intra_fid,
-    intra_fid_classes]).
-  """
-  with_labels = labels_a is not None and labels_b is not None
-  stats, per_class = [], []
-  for name, images, labels in (("images_a", images_a, labels_a),
-                               ("images_b", images_b, labels_b)):
-    moments = manifold.ClassMoments()
-    seen = [0]
-
-    def on_batch(arrays, out, labels=labels, moments=moments, seen=seen):
-      n = len(arrays[0])
-      moments.update(np.asarray(out["pool_3"]).reshape(n, -1),
-                     labels[seen[0]:seen[0] + n])
-      seen[0] += n
-
-    stats.append(features.image_set_stats(
-        _batches_of(images, batch_size), classifier, strategy=strategy,
-        batch_size=batch_size, expected_count=len(images), is_splits=is_splits,
-        kid_max_samples=kid_max_samples, seed=0, what=name, log_every=log_every,
-        on_batch=on_batch if with_labels else None))
-    per_class.append(moments)
-  values = all_metrics(stats[0], stats[1])
-  out = dict(fid=values["FID"], kid=values["KID"],
-             is_a=stats[0].inception_score, is_b=stats[1].inception_score,
-             **{n: values[n] for n in manifold.PRDC_NAMES})
-  if with_labels:
-    intra = manifold.intra_fid(per_class[0].stats(), per_class[1].stats())
-    out.update(intra_fid=intra["intra_fid"], intra_fid_classes=intra["classes"])
-  return out

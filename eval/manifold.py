@@ -100,6 +100,14 @@ def prdc(real, fake) -> Dict[str, float]:
   return {**precision_recall(real, fake), **density_coverage(real, fake)}
 
 
+def all_metrics(real: metrics.SetStats, fake: metrics.SetStats) -> dict:
+  """``metrics.compare`` plus precision, recall, density and coverage on the two
+  sets' KID subsets (at most ``kid_max_samples`` uniform features each)."""
+  values = metrics.compare(real, fake)
+  values.update(prdc(real.kid_features, fake.kid_features))
+  return values
+
+
 class ClassMoments:
   """Running per-class mean and covariance of features, for intra-FID.
 
@@ -112,8 +120,9 @@ class ClassMoments:
     self.moments: Dict[int, metrics._Moments] = {}  # pylint: disable=protected-access
 
   def update(self, features, labels):
-    """Adds features `[N, D]` with their int labels `[N]`."""
+    """Adds features `[N, ...]` (flattened to `[N, D]`) with int labels `[N]`."""
     features = np.asarray(features)
+    features = features.reshape(len(features), -1)
     labels = np.asarray(labels).reshape(-1)
     if len(features) != len(labels):
       raise ValueError(f"{len(features)} features but {len(labels)} labels.")
@@ -130,6 +139,25 @@ class ClassMoments:
             if m.n >= 2}
 
 
+def class_stats_to_arrays(stats: Dict[int, tuple]) -> Dict[str, np.ndarray]:
+  """``ClassMoments.stats()`` as arrays for an .npz: classes `[K]`, counts `[K]`,
+  means `[K, D]`, covs `[K, D, D]` (float64)."""
+  classes = sorted(stats)
+  if not classes:
+    return dict(classes=np.zeros([0], np.int64), counts=np.zeros([0], np.int64),
+                means=np.zeros([0, 0]), covs=np.zeros([0, 0, 0]))
+  return dict(classes=np.asarray(classes, np.int64),
+              counts=np.asarray([stats[c][0] for c in classes], np.int64),
+              means=np.stack([stats[c][1] for c in classes]),
+              covs=np.stack([stats[c][2] for c in classes]))
+
+
+def class_stats_from_arrays(arrays) -> Dict[int, tuple]:
+  """The inverse of ``class_stats_to_arrays``."""
+  return {int(c): (int(n), np.asarray(m), np.asarray(s)) for c, n, m, s in zip(
+      arrays["classes"], arrays["counts"], arrays["means"], arrays["covs"])}
+
+
 def intra_fid(real: Dict[int, tuple], fake: Dict[int, tuple]) -> Dict[str, object]:
   """Mean over classes of the per-class FID.
 
@@ -137,8 +165,9 @@ def intra_fid(real: Dict[int, tuple], fake: Dict[int, tuple]) -> Dict[str, objec
     real, fake: ``ClassMoments.stats()`` of the real and the generated features.
 
   Returns:
-    ``{"intra_fid": mean, "classes": number of classes averaged}``, over the classes
-    present (with at least 2 features) in both.
+    ``{"intra_fid": mean, "classes": number of classes averaged, "per_class":
+    {class: FID}}``, over the classes with at least 2 features in both sets
+    (a covariance needs 2); other classes are left out of the mean.
 
   Raises:
     ValueError: if no class is present in both.
@@ -146,6 +175,7 @@ def intra_fid(real: Dict[int, tuple], fake: Dict[int, tuple]) -> Dict[str, objec
   common = sorted(set(real) & set(fake))
   if not common:
     raise ValueError("Intra-FID: no class has at least 2 features in both sets.")
-  per_class = [metrics.frechet_distance(real[c][1], real[c][2], fake[c][1],
-                                        fake[c][2]) for c in common]
-  return {"intra_fid": float(np.mean(per_class)), "classes": len(common)}
+  per_class = {c: metrics.frechet_distance(real[c][1], real[c][2], fake[c][1],
+                                           fake[c][2]) for c in common}
+  return {"intra_fid": float(np.mean(list(per_class.values()))),
+          "classes": len(common), "per_class": per_class}

@@ -58,6 +58,9 @@ class SetStats:
     class_accuracy: for conditional samples and a classifier of the same classes
       (``eval.digits_classifier``): the fraction whose top logit is the class they
       were drawn for; None otherwise (not stored in the real-statistics cache).
+    per_class: for intra-FID, ``{class: (count, mean [D], covariance [D, D])}``
+      (``eval.manifold.ClassMoments.stats``); None when not asked (cached apart,
+      ``eval.real_stats``).
   """
   count: int
   mean: np.ndarray
@@ -66,6 +69,7 @@ class SetStats:
   inception_score: float
   inception_score_std: float
   class_accuracy: Optional[float] = None
+  per_class: Optional[Dict[int, tuple]] = None
 
   def to_arrays(self) -> Dict[str, np.ndarray]:
     return dict(count=np.int64(self.count), mean=self.mean, cov=self.cov,

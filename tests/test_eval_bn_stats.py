@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from eval import digits_classifier as dc
 from eval import evaluate
+from eval import results as results_lib
 from eval import train_eval
 from eval.inception import Classifier
 from sagan_tf import bn_stats as bn_stats_lib
@@ -58,7 +59,7 @@ def test_evaluate_on_ram_workdir_records_bn_stats(ram_workdir, tmp_path,
     assert saved["bn_stats"]["mode"] == mode
     assert 0.0 <= saved["metrics"]["class_accuracy"] <= 1.0
     config = checkpoint_lib.load_config(ram_workdir)
-    assert evaluate._already_done(  # pylint: disable=protected-access
+    assert results_lib.already_done(
         ram_workdir, saved["checkpoint"], protocol.resolved(config))
   assert results["standing"]["bn_stats"] == dict(mode="standing", passes=2,
                                                  batch_size=64, seed=0)

@@ -108,7 +108,7 @@ def test_checkpoint_metrics_match_independent_computation(evaluated, classifier)
   for name in ("precision", "recall", "density", "coverage"):
     assert m[name] == pytest.approx(want[name], abs=1e-6), name
   # Written with its protocol, and as TensorBoard scalars.
-  with open(evaluate.result_path(workdir, 5)) as f:
+  with open(evaluate.result_path(workdir, 5, "moving")) as f:
     saved = json.load(f)
   assert saved["metrics"] == pytest.approx(m)
   proto = saved["protocol"]
@@ -117,7 +117,7 @@ def test_checkpoint_metrics_match_independent_computation(evaluated, classifier)
   assert proto["inception_identity"] == classifier.identity and proto["seed"] == 0
   assert saved["checkpoint"].endswith("ckpt-5")
   tags = {}
-  for f in glob.glob(os.path.join(workdir, "eval", "events.out.tfevents.*")):
+  for f in glob.glob(os.path.join(workdir, "eval", "bn_moving", "events.out.*")):
     for event in tf.compat.v1.train.summary_iterator(f):
       for v in event.summary.value:
         tags[v.tag] = (event.step, float(tf.make_ndarray(v.tensor)))
@@ -177,6 +177,6 @@ def test_watch_picks_up_new_checkpoints(tmp_path, classifier):
   checkpoint_lib.save_models(workdir, config, g, d, step=2)  # the trainer goes on
   assert next(watcher)["step"] == 2
   assert list(watcher) == []  # no third checkpoint: ends after the timeout
-  assert os.path.exists(evaluate.result_path(workdir, 2))
+  assert os.path.exists(evaluate.result_path(workdir, 2, "moving"))
   # A restarted watcher skips what is already evaluated with this protocol.
   assert list(evaluate.watch(workdir, classifier, PROTOCOL, timeout=1, **kw)) == []
