@@ -55,27 +55,29 @@ Deliberate deviations from the official code:
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
-from typing import Callable, Dict, Iterator, Optional
+from typing import Callable, Iterator, Optional
 
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from eval import features
+from eval import image_sets
 from eval import manifold
 from eval import metrics
 from eval import real_stats as real_stats_lib
 from eval import results
 from sagan_tf import bn_stats as bn_stats_lib
 from sagan_tf import checkpoint as checkpoint_lib
-# Re-exported: the result files (eval.results) and the two-set comparison
-# (eval.image_sets) were part of this module.
-from eval.image_sets import ImageSetError, compare_image_sets, load_image_set  # noqa: F401  pylint: disable=unused-import
-from eval.manifold import all_metrics  # noqa: F401  pylint: disable=unused-import
-from eval.results import eval_dir, result_path, write_result  # noqa: F401  pylint: disable=unused-import
+
+# Kept under their old names: the result files (eval.results) and the two-set
+# comparison (eval.image_sets) were part of this module.
+eval_dir, result_path, write_result = (results.eval_dir, results.result_path,
+                                       results.write_result)
+ImageSetError, load_image_set, compare_image_sets = (
+    image_sets.ImageSetError, image_sets.load_image_set,
+    image_sets.compare_image_sets)
+all_metrics = manifold.all_metrics
 
 DEFAULT_INTRA_FID_CLASSES = 10
 
@@ -219,7 +221,9 @@ def evaluate_generator(generator, config, classifier,
       step=int(step), metrics=values, bn_stats=bn.describe(),
       protocol=dict(dataclasses.asdict(protocol), dataset=config.dataset,
                     image_size=config.image_size, real_count=info["count"],
-                    real_stats_cache=info["path"], inception=classifier.source,
+                    real_stats_cache=info["path"],
+                    real_class_stats_cache=info.get("class_path"),
+                    inception=classifier.source,
                     inception_identity=classifier.identity,
                     replicas=strategy.num_replicas_in_sync),
       time=time.strftime("%Y-%m-%dT%H:%M:%S"))

@@ -66,6 +66,10 @@ _IS_SPLITS = flags.DEFINE_integer("is_splits", 1,
                                   "Inception-score splits (official 1).")
 _KID_MAX_SAMPLES = flags.DEFINE_integer("kid_max_samples", 10_000,
                                         "Per-set cap of KID samples.")
+_INTRA_FID_CLASSES = flags.DEFINE_integer(
+    "intra_fid_classes", 10, "Workdir mode: intra-FID over classes 0..N-1 (0: "
+    "off). Memory 2 N D^2 float64: 670 MB for 10 classes of 2048-d features "
+    "(README, Evaluation).")
 _OFFICIAL_U_UPDATES = flags.DEFINE_bool(
     "official_u_updates", False, "Let the generator write its spectral-norm u "
     "back on every call, as the official eval did (in memory only); default: "
@@ -106,7 +110,8 @@ def _protocol():
       is_splits=_IS_SPLITS.value, kid_max_samples=_KID_MAX_SAMPLES.value,
       official_u_updates=_OFFICIAL_U_UPDATES.value, bn_stats=_BN.mode.value,
       standing_passes=_BN.passes.value,
-      standing_batch_size=_BN.batch_size.value)
+      standing_batch_size=_BN.batch_size.value,
+      intra_fid_classes=_INTRA_FID_CLASSES.value)
 
 
 def _load_classifier(strategy):
@@ -141,6 +146,8 @@ def main(argv):
   if _BN.passes.value <= 0 or _BN.batch_size.value <= 0:
     raise app.UsageError("--standing_passes and --standing_batch_size must be "
                          "positive.")
+  if _INTRA_FID_CLASSES.value < 0:
+    raise app.UsageError("--intra_fid_classes must be >= 0 (0: no intra-FID).")
   if compare:  # before loading Inception: bad files fail fast
     image_sets = [load_image_set("images_a", _IMAGES_A.value),
                   load_image_set("images_b", _IMAGES_B.value)]

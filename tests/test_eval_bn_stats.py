@@ -64,6 +64,10 @@ def test_evaluate_on_ram_workdir_records_bn_stats(ram_workdir, tmp_path,
   assert results["standing"]["bn_stats"] == dict(mode="standing", passes=2,
                                                  batch_size=64, seed=0)
   assert results["moving"]["metrics"]["FID"] != results["standing"]["metrics"]["FID"]
+  # Each mode keeps its own result file (the standing run did not overwrite it).
+  with tf.io.gfile.GFile(results["moving"]["path"]) as f:
+    assert json.load(f)["bn_stats"]["mode"] == "moving"
+  assert results["moving"]["path"] != results["standing"]["path"]
   events = tf.io.gfile.glob(evaluate.eval_dir(ram_workdir) + "/events.out.*")
   assert events
   assert not os.path.exists(tmp_path / "ram:")
@@ -122,6 +126,10 @@ def test_train_eval_every_writes_results_and_leaves_training_state(tmp_path):
   assert result.step == 3 and seen == [2, 3]
   for step in seen:
     with tf.io.gfile.GFile(evaluate.result_path(workdir, step)) as f:
-      assert json.load(f)["bn_stats"]["mode"] == "standing"
+      saved = json.load(f)
+    assert saved["bn_stats"]["mode"] == "standing"
+    # Intra-FID in the train-time eval too (digits: real labels from the dataset).
+    assert saved["metrics"]["intra_fid"] > 0
+    assert saved["metrics"]["intra_fid_classes"] == len(saved["intra_fid"]) >= 1
   with pytest.raises(ValueError, match="eval_every"):
     from_preset("tiny").replace(eval_every=-1)

@@ -119,8 +119,14 @@ def test_evaluate_workdir_on_digits(tmp_path):
   assert out["IS"] == pytest.approx(np_is(logits), rel=1e-3)
   assert out["FID"] == pytest.approx(np_fid(pool_real, pool_fake), rel=1e-3)
   assert out["KID"] == pytest.approx(np_kid(pool_real, pool_fake), rel=1e-3)
-  with open(os.path.join(workdir, "eval", "metrics_000000003.json")) as f:
+  # Moving statistics (not the default mode): the file of that mode.
+  with open(os.path.join(workdir, "eval", "metrics_000000003_moving.json")) as f:
     saved = json.load(f)
   assert saved["metrics"]["FID"] == pytest.approx(out["FID"])
   assert saved["protocol"]["real_count"] == 10
-  assert len(os.listdir(tmp_path / "cache")) == 1
+  # Global and per-class (intra-FID) real statistics.
+  assert sorted(n.split("_")[1] for n in os.listdir(tmp_path / "cache")) == [
+      "class", "stats"]
+  # The first 10 digits hold one image per class: no class has the 2 a
+  # covariance needs, so intra-FID is left out (with a warning), not an error.
+  assert "intra_fid" not in out

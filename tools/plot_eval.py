@@ -2,8 +2,9 @@ r"""Plots FID and class accuracy against step from a workdir's eval results (PNG
 
     python tools/plot_eval.py --workdir=runs/digits32 --output=docs/digits32_eval.png
 
-Reads every WORKDIR/eval/metrics_<step>.json (written by launch.eval or by
-training with --set=eval_every=N) and draws two panels with PIL (no matplotlib):
+Reads every WORKDIR/eval/metrics_<step>[_<bn mode>].json (written by launch.eval
+or by training with --set=eval_every=N) of one BN-statistics mode (--bn_stats,
+needed when there are several) and draws two panels with PIL (no matplotlib):
 FID (left) and class accuracy (right, when measured) against the step.
 """
 import json
@@ -16,6 +17,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "sagan_tf workdir with eval/ results.")
 flags.DEFINE_string("output", None, "PNG to write.")
 flags.DEFINE_string("title", None, "Title (default: the workdir).")
+flags.DEFINE_string("bn_stats", None, "Plot the results of this BN-statistics "
+                    "mode (needed when the workdir holds several).")
 flags.mark_flags_as_required(["workdir", "output"])
 
 W, H, PAD = 360, 240, 40
@@ -59,6 +62,16 @@ def main(argv):
       results.append(json.load(f))
   if not results:
     raise app.UsageError(f"No eval/metrics_*.json in {FLAGS.workdir!r}.")
+  mode_of = lambda r: r.get("bn_stats", {}).get("mode", "?")
+  found = sorted({mode_of(r) for r in results})
+  if FLAGS.bn_stats:
+    results = [r for r in results if mode_of(r) == FLAGS.bn_stats]
+    if not results:
+      raise app.UsageError(f"No --bn_stats={FLAGS.bn_stats} results in "
+                           f"{FLAGS.workdir!r} (it has {found}).")
+  elif len(found) > 1:
+    raise app.UsageError(f"{FLAGS.workdir!r} holds results of the BN modes "
+                         f"{found}: pick one with --bn_stats.")
   results.sort(key=lambda r: r["step"])
   fid = [(r["step"], r["metrics"]["FID"]) for r in results]
   acc = [(r["step"], r["metrics"]["class_accuracy"]) for r in results
