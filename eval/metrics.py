@@ -107,7 +107,9 @@ class _Moments:
       return
     n = self.n + nb
     delta = mb - self.mean
-    self.m2 = self.m2 + m2b + np.outer(delta, delta) * (self.n * nb / n)
+    # In place: at D = 2048 each temporary [D, D] costs 32 MB and a pass.
+    self.m2 += m2b
+    self.m2 += np.outer(delta, delta * (self.n * nb / n))
     self.mean = self.mean + delta * (nb / n)
     self.n = n
 

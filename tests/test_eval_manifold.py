@@ -61,7 +61,8 @@ def test_knn_radii_needs_more_points_than_k():
     manifold.knn_radii(np.zeros((3, 2)), 3)
 
 
-def test_intra_fid_is_the_mean_of_per_class_fids():
+@pytest.mark.parametrize("flush_rows", [512, 4])  # one merge; many small ones
+def test_intra_fid_is_the_mean_of_per_class_fids(flush_rows):
   rng = np.random.default_rng(2)
   d = 4
   real_x = rng.normal(size=(90, d))
@@ -69,7 +70,8 @@ def test_intra_fid_is_the_mean_of_per_class_fids():
   fake_x = rng.normal(size=(60, d)) + real_y[:60, None] * 0.5
   fake_y = real_y[:60].copy()
   fake_y[40:] = 2  # class 2 gets 20 fakes; class 1 gets 10; class 0 gets 30
-  real_m, fake_m = manifold.ClassMoments(), manifold.ClassMoments()
+  real_m = manifold.ClassMoments(flush_rows=flush_rows)
+  fake_m = manifold.ClassMoments(flush_rows=flush_rows)
   for s in range(0, 90, 17):  # uneven batches
     real_m.update(real_x[s:s + 17], real_y[s:s + 17])
   fake_m.update(fake_x, fake_y)

@@ -61,17 +61,23 @@ def test_eval_digits_classifier_and_bn_stats(setup):
   root, workdir, cache = setup
   r = run("launch.eval", f"--workdir={workdir}", "--classifier=digits",
           f"--cache_dir={cache}", "--num_samples=20", "--num_real=30",
-          "--batch_size=10", "--bn_stats=batch", "--log_every=0")
+          "--batch_size=10", "--bn_stats=batch", "--log_every=0",
+          "--intra_fid_classes=3")
   assert r.returncode == 0, r.stderr[-2000:]
   line = json.loads(r.stdout.strip().splitlines()[-1])
   assert line["bn_stats"] == {"mode": "batch"} and line["step"] == 5
   assert 0.0 <= line["class_accuracy"] <= 1.0 and line["FID"] > 0
-  with open(os.path.join(workdir, "eval", "metrics_000000005.json")) as f:
+  # Not the default BN mode: its own result file.
+  with open(os.path.join(workdir, "eval", "metrics_000000005_batch.json")) as f:
     saved = json.load(f)
   assert saved["protocol"]["inception"] == "digits"
   assert saved["protocol"]["num_samples"] == 20
+  assert saved["protocol"]["intra_fid_classes"] == 3
+  assert set(saved.get("intra_fid", {})) <= {"0", "1", "2"}
   bad = run("launch.eval", f"--workdir={workdir}", "--standing_batch_size=0")
   assert bad.returncode != 0 and "must be positive" in bad.stderr
+  bad = run("launch.eval", f"--workdir={workdir}", "--intra_fid_classes=-1")
+  assert bad.returncode != 0 and "--intra_fid_classes must be >= 0" in bad.stderr
 
 
 def test_export_bn_stats_flag(setup):
