@@ -10,7 +10,7 @@
 
 Checkpoint keys are the object paths ``tf.train.Checkpoint`` writes
 (``generator/g_block1/snconv1/kernel/.ATTRIBUTES/VARIABLE_VALUE``), computed here by
-the same breadth-first walk over ``_trackable_children`` that the saver does, so no
+the same breadth-first walk over ``tf_compat.trackable_children`` that the saver does, so no
 throw-away checkpoint has to be written to learn them. A variable reachable along
 several paths is saved once, under the first path of that walk (e.g. a top-level
 layer's kernel as ``g_optimizer/_trainable_variables/0``, since ``g_optimizer``
@@ -24,6 +24,7 @@ from typing import Dict, Iterable, Mapping, Sequence, Tuple
 import keras
 import tensorflow as tf
 
+from sagan_tf import tf_compat
 from sagan_tf.config import Config
 
 # Config fields that change the variables of G or D (names or shapes).
@@ -68,7 +69,7 @@ def expected_variables(objects: Mapping[str, object]) -> Dict[str, Tuple[int, ..
     if isinstance(obj, (tf.Variable, keras.Variable)):
       out[path + _SUFFIX] = tuple(obj.shape)
       continue
-    for name, child in obj._trackable_children(save_type="checkpoint").items():  # pylint: disable=protected-access
+    for name, child in tf_compat.trackable_children(obj).items():
       if id(child) not in seen:
         seen.add(id(child))
         queue.append((child, f"{path}/{name}"))
