@@ -54,6 +54,10 @@ import numpy as np
 import tensorflow as tf
 
 from sagan_tf import architecture as arch_lib
+from sagan_tf import checkpoint as ckpt_lib
+from sagan_tf import workdir as workdir_lib
+from sagan_tf.checkpoint import CheckpointMismatchError
+from sagan_tf.config import Config
 from sagan_tf.discriminator import Discriminator
 from sagan_tf.generator import Generator
 from sagan_tf.tf1_names import BASE_SCOPES
@@ -70,10 +74,6 @@ __all__ = ["CheckpointMismatchError", "LAYOUTS", "Scopes", "checkpoint_step",
            "convert_to_workdir", "detect_scopes", "discriminator_name_map",
            "generator_name_map", "infer_config", "is_training_state",
            "load_tf1_checkpoint", "open_checkpoint"]
-
-
-class CheckpointMismatchError(ValueError):
-  """The checkpoint and the model do not match; the message lists every problem."""
 
 
 # --- Inferring the configuration ---------------------------------------------------
@@ -343,12 +343,8 @@ def convert_to_workdir(source: str, layout: str, output: str, overwrite=False,
   Returns:
     (config, checkpoint path written, step).
   """
-  # Imported here: sagan_tf.checkpoint imports the model builders, not this module.
-  from sagan_tf import checkpoint as ckpt_lib
-  from sagan_tf.config import Config
-
   _check_layout(layout)
-  if not overwrite and (tf.io.gfile.exists(f"{output}/config.json")
+  if not overwrite and (workdir_lib.has_config(output)
                         or ckpt_lib.latest_checkpoint(output)):
     raise FileExistsError(
         f"{output!r} already holds a sagan_tf workdir; choose another output "

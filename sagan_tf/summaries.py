@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from typing import Dict, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from sagan_tf import images as images_lib
+from sagan_tf import workdir as workdir_lib
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -137,7 +137,7 @@ class SummaryWriter:
     with self._writer.as_default(step=step):
       tf.summary.image("samples", grid_img[None], step=step)
     self._writer.flush()
-    path = os.path.join(self.workdir, "samples", f"step_{step:07d}.png")
+    path = workdir_lib.sample_path(self.workdir, step)
     return images_lib.save_png(path, grid_img)
 
   def flush(self):

@@ -53,7 +53,6 @@ and resuming restarted the input pipeline from a fresh shuffle).
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import signal
 import tempfile
@@ -67,11 +66,11 @@ import numpy as np
 import tensorflow as tf
 
 from sagan_tf import checkpoint as ckpt_lib
-from sagan_tf import run_state
 from sagan_tf import safe_checkpoints as safe
 from sagan_tf import strategy as strategy_lib
 from sagan_tf import summaries
 from sagan_tf import train_step as step_lib
+from sagan_tf import workdir as workdir_lib
 from sagan_tf import workdir_lock
 from sagan_tf.config import Config
 from sagan_tf.models import build_models
@@ -171,7 +170,7 @@ class Trainer:
 
   def _build(self, deterministic, dataset_fn):
     config, workdir = self.config, self.workdir
-    self._check_workdir()
+    workdir_lib.check_resumable(workdir, config)
     if deterministic and config.jit_compile:
       raise ValueError(
           "deterministic=True cannot be combined with jit_compile=True: XLA has no "
@@ -197,10 +196,10 @@ class Trainer:
     # Names of the variables holding NaN/inf, checked at restore and every save.
     self.nonfinite_variables = safe.FiniteCheck(objects)
     self.restored = self._restore()
-    ckpt_dir = ckpt_lib.checkpoint_dir(workdir)
+    ckpt_dir = workdir_lib.checkpoint_dir(workdir)
     if not self.chief:  # every worker saves; only the chief's copy is kept
-      ckpt_dir = os.path.join(workdir, "tmp_" + strategy_lib.worker_id(
-          self.strategy), ckpt_lib.CHECKPOINT_SUBDIR)
+      ckpt_dir = workdir_lib.worker_checkpoint_dir(
+          workdir, strategy_lib.worker_id(self.strategy))
     # Built after _restore: it reads the state file that _restore may rewrite.
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, ckpt_dir, max_to_keep=config.keep_checkpoints,
@@ -242,16 +241,6 @@ class Trainer:
 
   # -- setup -----------------------------------------------------------------
 
-  def _check_workdir(self):
-    path = os.path.join(self.workdir, "config.json")
-    if tf.io.gfile.exists(path):
-      saved = ckpt_lib.load_config(self.workdir)
-      run_state.check_config_compatible(saved, self.config, self.workdir)
-    elif ckpt_lib.checkpoint_candidates(self.workdir):
-      raise run_state.ConfigMismatchError(
-          f"{self.workdir!r} has checkpoints but no config.json; cannot tell "
-          f"whether they fit this config.")
-
   def _restore(self) -> Optional[str]:
     """Restores the newest readable, finite checkpoint (``safe_checkpoints``);
     every worker reads the chief's checkpoints, only the chief sets aside."""
@@ -284,7 +273,7 @@ class Trainer:
           self.strategy.run(ctx_sum))[0]
     total, squares, n = (float(v) for v in sums().numpy())
     if squares * n != total * total:  # not all equal
-      raise run_state.ConfigMismatchError(
+      raise workdir_lib.ConfigMismatchError(
           f"The workers restored different steps (this worker {int(s.numpy())}, "
           f"mean {total / n:g}): every worker must use the same --workdir on a "
           f"shared file system (or bucket).")
