@@ -135,10 +135,14 @@ def main(argv):
   from sagan_tf import summaries  # pylint: disable=g-import-not-at-top
   from sagan_tf import train as train_lib  # pylint: disable=g-import-not-at-top
   logging.info("Strategy: %s", strategy_lib.describe(strategy))
+  from sagan_tf import state as state_lib  # pylint: disable=g-import-not-at-top
+  try:  # process-wide: the model-initialisation seed and op determinism
+    state_lib.set_process_switches(config, deterministic=_DETERMINISTIC.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   try:
     on_eval = _train_evaluator(config, workdir, strategy)
     trainer = train_lib.Trainer(config, workdir, strategy,
-                                deterministic=_DETERMINISTIC.value,
                                 on_log=lambda p: logging.info("%s", p.line()),
                                 on_eval=on_eval,
                                 take_over_lock=_TAKE_OVER_LOCK.value)

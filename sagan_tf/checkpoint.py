@@ -39,7 +39,6 @@ import tensorflow as tf
 
 from sagan_tf import tf_compat
 from sagan_tf.config import Config
-from sagan_tf.models import build_models
 # Re-exported: callers read a workdir's config and paths from here too.
 from sagan_tf.workdir import CHECKPOINT_SUBDIR  # noqa: F401
 from sagan_tf.workdir import checkpoint_dir
@@ -137,12 +136,10 @@ def write_checkpoint_state(workdir: str, latest: str,
 def save_models(workdir: str, config: Config, generator, discriminator,
                 step: int = 0, ema_generator=None) -> str:
   """Writes config.json and a checkpoint holding the models; returns its path."""
+  from sagan_tf import state  # pylint: disable=g-import-not-at-top
   config.save(workdir)
-  objects = dict(step=tf.Variable(step, dtype=tf.int64), generator=generator,
-                 discriminator=discriminator)
-  if ema_generator is not None:
-    objects["ema_generator"] = ema_generator
-  ckpt = tf.train.Checkpoint(**objects)
+  ckpt = tf.train.Checkpoint(**state.models_only(step, generator, discriminator,
+                                                 ema_generator))
   manager = tf.train.CheckpointManager(ckpt, checkpoint_dir(workdir), max_to_keep=5)
   return manager.save(checkpoint_number=step)
 
@@ -171,15 +168,10 @@ def load_models(workdir: str, checkpoint: Optional[str] = None, use_ema=True):
   path = checkpoint or latest_checkpoint(workdir)
   if path is None:
     raise FileNotFoundError(f"No checkpoint under {checkpoint_dir(workdir)!r}.")
-  generator, discriminator = build_models(config)
-  step = tf.Variable(0, dtype=tf.int64)
-  objects = dict(step=step, discriminator=discriminator)
-  if use_ema and has_ema(path):
-    objects["ema_generator"] = generator
-  else:
-    objects["generator"] = generator
-  tf.train.Checkpoint(**objects).restore(path).expect_partial().assert_existing_objects_matched()
-  return config, generator, discriminator, int(step.numpy())
+  from sagan_tf import state  # pylint: disable=g-import-not-at-top
+  generator, discriminator, step = state.restore_models(
+      path, config, use_ema, use_ema and has_ema(path))
+  return config, generator, discriminator, step
 
 
 def expected_variables(objects: Mapping[str, object]) -> Dict[str, Tuple[int, ...]]:

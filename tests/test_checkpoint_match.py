@@ -5,8 +5,8 @@ import tensorflow as tf
 
 from sagan_tf import config as config_lib
 from sagan_tf import checkpoint as ckpt_lib
+from sagan_tf import state as state_lib
 from sagan_tf import workdir as workdir_lib
-from sagan_tf import train_step as step_lib
 from sagan_tf.models import build_models
 
 TINY = config_lib.from_preset("tiny")
@@ -14,7 +14,7 @@ TINY = config_lib.from_preset("tiny")
 
 def _objects(config):
   g, d = build_models(config)
-  g_opt, d_opt = step_lib.make_optimizers(config, g, d)
+  g_opt, d_opt = state_lib.make_optimizers(config, g, d)
   return dict(step=tf.Variable(0, dtype=tf.int64), generator=g, discriminator=d,
               g_optimizer=g_opt, d_optimizer=d_opt)
 
