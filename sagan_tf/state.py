@@ -22,6 +22,7 @@ No official counterpart: the official code kept its state in TF1 collections and
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, List, Optional, Tuple
 
 from absl import logging
@@ -98,6 +99,7 @@ def set_process_switches(config: Config, deterministic: bool = False) -> None:
   keras.utils.set_random_seed(config.seed)
 
 
+@dataclasses.dataclass(eq=False)
 class RunState:
   """Step, generator, discriminator, optimizers and EMA of one run.
 
@@ -109,14 +111,14 @@ class RunState:
     checkpoint: the ``tf.train.Checkpoint`` over ``items()``.
   """
 
-  def __init__(self, step, generator, discriminator, g_optimizer=None,
-               d_optimizer=None, ema=None):
-    self.step = step
-    self.generator = generator
-    self.discriminator = discriminator
-    self.g_optimizer = g_optimizer
-    self.d_optimizer = d_optimizer
-    self.ema = ema
+  step: tf.Variable
+  generator: object
+  discriminator: object
+  g_optimizer: Optional[object] = None
+  d_optimizer: Optional[object] = None
+  ema: Optional[object] = None
+
+  def __post_init__(self):
     self.checkpoint = tf.train.Checkpoint(**self.items())
 
   @classmethod
