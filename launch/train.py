@@ -32,6 +32,7 @@ import tensorflow as tf  # noqa: E402
 
 from launch.overrides import parse_sets  # noqa: E402
 from sagan_tf import config as config_lib  # noqa: E402
+from sagan_tf import workdir as workdir_lib  # noqa: E402
 
 _PRESET = flags.DEFINE_enum("preset", None, sorted(config_lib.PRESETS),
                             "Config preset; default: the workdir's config.json.")
@@ -87,11 +88,10 @@ def build_config(workdir, preset=None, steps=None, checkpoint_every=None,
   """The run's Config from a preset or the workdir, then the overrides."""
   if preset is not None:
     config = config_lib.from_preset(preset)
-  elif tf.io.gfile.exists(os.path.join(workdir, "config.json")):
-    from sagan_tf import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  elif workdir_lib.has_config(workdir):
     try:
-      config = ckpt_lib.load_config(workdir)
-    except ckpt_lib.ConfigFileError as e:
+      config = workdir_lib.load_config(workdir)
+    except workdir_lib.ConfigFileError as e:
       raise app.UsageError(str(e)) from None
   else:
     raise app.UsageError(f"--preset is required: {workdir!r} has no config.json "
@@ -125,7 +125,6 @@ def main(argv):
   # pylint: disable=g-import-not-at-top
   from sagan_tf import checkpoint as ckpt_lib
   from sagan_tf import data
-  from sagan_tf import run_state
   from sagan_tf import workdir_lock
   # pylint: enable=g-import-not-at-top
   if _DOWNLOAD.value:
@@ -136,15 +135,19 @@ def main(argv):
   from sagan_tf import summaries  # pylint: disable=g-import-not-at-top
   from sagan_tf import train as train_lib  # pylint: disable=g-import-not-at-top
   logging.info("Strategy: %s", strategy_lib.describe(strategy))
+  from sagan_tf import state as state_lib  # pylint: disable=g-import-not-at-top
+  try:  # process-wide: the model-initialisation seed and op determinism
+    state_lib.set_process_switches(config, deterministic=_DETERMINISTIC.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   try:
     on_eval = _train_evaluator(config, workdir, strategy)
     trainer = train_lib.Trainer(config, workdir, strategy,
-                                deterministic=_DETERMINISTIC.value,
                                 on_log=lambda p: logging.info("%s", p.line()),
                                 on_eval=on_eval,
                                 take_over_lock=_TAKE_OVER_LOCK.value)
-  except (run_state.ConfigMismatchError, run_state.CheckpointMismatchError,
-          data.DataError, strategy_lib.BatchSizeError, ckpt_lib.ConfigFileError,
+  except (workdir_lib.ConfigMismatchError, ckpt_lib.CheckpointMismatchError,
+          data.DataError, strategy_lib.BatchSizeError, workdir_lib.ConfigFileError,
           workdir_lock.WorkdirLockedError,
           train_lib.UnreadableCheckpointsError) as e:
     _fail(str(e))
@@ -155,8 +158,8 @@ def main(argv):
     logging.info("New run in %s.", workdir)
   logging.info("Training to step %d: checkpoints in %s, TensorBoard logs in %s, "
                "sample grids in %s.", config.train_steps,
-               os.path.join(workdir, "checkpoints"), workdir,
-               os.path.join(workdir, "samples"))
+               workdir_lib.checkpoint_dir(workdir), workdir,
+               os.path.dirname(workdir_lib.sample_path(workdir, 0)))
   try:
     result = trainer.run(config.train_steps)
   except (summaries.NonFiniteLossError, train_lib.CheckpointWriteError) as e:

@@ -1,14 +1,10 @@
-"""The sagan_tf run directory: ``config.json`` plus ``checkpoints/`` (TF2 checkpoints).
+"""The checkpoints of a workdir (``WORKDIR/checkpoints/``, see ``sagan_tf.workdir``).
 
-A workdir holds::
-
-    WORKDIR/config.json           the Config of the run (``Config.save``)
-    WORKDIR/checkpoints/ckpt-N.*  tf.train.Checkpoint written by a CheckpointManager
-
-and each checkpoint object tracks these attributes (any may be absent):
-``step`` (int64 global step), ``generator``, ``discriminator``, ``g_optimizer``,
-``d_optimizer``, ``ema_generator`` and whatever else the trainer adds. Every command
-line (train, eval, sample, export, convert) reads and writes this one layout.
+Each checkpoint is a ``tf.train.Checkpoint`` over the items ``sagan_tf.state``
+names (``step``, ``generator``, ``discriminator``, ``g_optimizer``,
+``d_optimizer``, ``ema_generator``; a converted workdir holds the models only),
+written by a CheckpointManager as ``ckpt-N``. Every command line (train, eval,
+sample, export, convert) reads and writes this one layout.
 
 Damaged checkpoints (a lost ``.index``, a truncated ``.data`` file after a crash
 mid-write) are found by ``checkpoint_candidates`` (every ``ckpt-N`` that has any
@@ -16,47 +12,46 @@ file, newest first, whether or not the ``checkpoint`` state file lists it) and s
 aside by ``quarantine``: moved into ``checkpoints/unreadable/``, never deleted, so
 the ``CheckpointManager`` neither restores them nor overwrites them when it saves
 the same step number again, and its ``max_to_keep`` clean-up never counts them.
+
+``check_checkpoint_matches`` compares a checkpoint with the objects to restore
+before restoring: every variable must be in the checkpoint with the same shape, and
+the checkpoint must hold nothing else under those objects; the error names every
+mismatched variable (TensorFlow's own restore error names a Keras 3 variable only
+by its short name, e.g. ``generator/beta:0``). Checkpoint keys are the object paths
+``tf.train.Checkpoint`` writes
+(``generator/g_block1/snconv1/kernel/.ATTRIBUTES/VARIABLE_VALUE``), computed by the
+saver's own breadth-first walk (``tf_compat.trackable_children``), so no throw-away
+checkpoint has to be written to learn them. A variable reachable along several
+paths is saved once, under the first path of that walk (e.g. a top-level layer's
+kernel as ``g_optimizer/_trainable_variables/0``, since ``g_optimizer`` sorts
+before ``generator``).
 """
 from __future__ import annotations
 
+import collections
 import os
 import re
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+import keras
 import tensorflow as tf
 
+from sagan_tf import tf_compat
 from sagan_tf.config import Config
-from sagan_tf.models import build_models
+# Re-exported: callers read a workdir's config and paths from here too.
+from sagan_tf.workdir import CHECKPOINT_SUBDIR  # noqa: F401
+from sagan_tf.workdir import checkpoint_dir
+from sagan_tf.workdir import ConfigFileError  # noqa: F401
+from sagan_tf.workdir import load_config
+from sagan_tf.workdir import UNREADABLE_SUBDIR
 
-CHECKPOINT_SUBDIR = "checkpoints"
-UNREADABLE_SUBDIR = "unreadable"  # under checkpoints/: damaged checkpoints set aside
 _CKPT_FILE = re.compile(r"^ckpt-(\d+)\.(index|data-\d+-of-\d+)$")
+_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
-class ConfigFileError(ValueError):
-  """A workdir's config.json cannot be read as a Config."""
-
-
-def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(workdir, CHECKPOINT_SUBDIR)
-
-
-def load_config(workdir: str) -> Config:
-  path = os.path.join(workdir, "config.json")
-  if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(
-        f"No config.json in {workdir!r}: not a sagan_tf workdir. Train with "
-        f"launch.train or convert an official checkpoint with launch.convert.")
-  with tf.io.gfile.GFile(path) as f:
-    text = f.read()
-  try:
-    return Config.from_json(text)
-  except (ValueError, TypeError) as e:  # json.JSONDecodeError is a ValueError
-    raise ConfigFileError(
-        f"{path} is not a valid sagan_tf config ({e}). Repair it (a JSON object "
-        f"of sagan_tf.config.Config fields, as launch.train wrote it), or start a "
-        f"new run in another --workdir.") from None
+class CheckpointMismatchError(ValueError):
+  """The checkpoint's variables do not match the models being restored."""
 
 
 def latest_checkpoint(workdir: str) -> Optional[str]:
@@ -141,12 +136,10 @@ def write_checkpoint_state(workdir: str, latest: str,
 def save_models(workdir: str, config: Config, generator, discriminator,
                 step: int = 0, ema_generator=None) -> str:
   """Writes config.json and a checkpoint holding the models; returns its path."""
+  from sagan_tf import state  # pylint: disable=g-import-not-at-top
   config.save(workdir)
-  objects = dict(step=tf.Variable(step, dtype=tf.int64), generator=generator,
-                 discriminator=discriminator)
-  if ema_generator is not None:
-    objects["ema_generator"] = ema_generator
-  ckpt = tf.train.Checkpoint(**objects)
+  ckpt = tf.train.Checkpoint(**state.models_only(step, generator, discriminator,
+                                                 ema_generator))
   manager = tf.train.CheckpointManager(ckpt, checkpoint_dir(workdir), max_to_keep=5)
   return manager.save(checkpoint_number=step)
 
@@ -175,12 +168,91 @@ def load_models(workdir: str, checkpoint: Optional[str] = None, use_ema=True):
   path = checkpoint or latest_checkpoint(workdir)
   if path is None:
     raise FileNotFoundError(f"No checkpoint under {checkpoint_dir(workdir)!r}.")
-  generator, discriminator = build_models(config)
-  step = tf.Variable(0, dtype=tf.int64)
-  objects = dict(step=step, discriminator=discriminator)
-  if use_ema and has_ema(path):
-    objects["ema_generator"] = generator
-  else:
-    objects["generator"] = generator
-  tf.train.Checkpoint(**objects).restore(path).expect_partial().assert_existing_objects_matched()
-  return config, generator, discriminator, int(step.numpy())
+  from sagan_tf import state  # pylint: disable=g-import-not-at-top
+  generator, discriminator, step = state.restore_models(
+      path, config, use_ema, use_ema and has_ema(path))
+  return config, generator, discriminator, step
+
+
+def expected_variables(objects: Mapping[str, object]) -> Dict[str, Tuple[int, ...]]:
+  """``{checkpoint key: shape}`` that ``tf.train.Checkpoint(**objects)`` would save."""
+  out = {}
+  seen = set()
+  queue = collections.deque()
+  # tf.train.Checkpoint adds its keyword arguments in sorted order; below the root
+  # the walk follows each object's own child order, as the saver does.
+  for name, obj in sorted(objects.items()):
+    if id(obj) not in seen:
+      seen.add(id(obj))
+      queue.append((obj, name))
+  while queue:
+    obj, path = queue.popleft()
+    if isinstance(obj, (tf.Variable, keras.Variable)):
+      out[path + _SUFFIX] = tuple(obj.shape)
+      continue
+    for name, child in tf_compat.trackable_children(obj).items():
+      if id(child) not in seen:
+        seen.add(id(child))
+        queue.append((child, f"{path}/{name}"))
+  return out
+
+
+def checkpoint_variables(path: str) -> Dict[str, Tuple[int, ...]]:
+  return {k: tuple(s) for k, s in tf.train.list_variables(path)
+          if k.endswith(_SUFFIX)}
+
+
+def _short(key: str) -> str:
+  return key[:-len(_SUFFIX)] if key.endswith(_SUFFIX) else key
+
+
+def _listing(items: Sequence[str], limit: int = 12) -> str:
+  shown = ", ".join(items[:limit])
+  return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+def check_checkpoint_matches(path: str, objects: Mapping[str, object],
+                             optional: Iterable[str] = ()) -> Tuple[str, ...]:
+  """Checks the checkpoint at ``path`` against ``objects`` before restoring.
+
+  Args:
+    path: checkpoint prefix.
+    objects: the ``tf.train.Checkpoint`` attributes to restore.
+    optional: attribute names that may be absent from the checkpoint as a whole
+      (e.g. optimizers when fine-tuning from a converted checkpoint); if present
+      they must match like the others.
+
+  Returns:
+    The optional attributes absent from the checkpoint.
+
+  Raises:
+    CheckpointMismatchError naming missing, unexpected and reshaped variables.
+  """
+  have = checkpoint_variables(path)
+  top = lambda key: key.split("/", 1)[0]
+  present = {top(k) for k in have}
+  absent = tuple(n for n in objects if n not in present
+                 and expected_variables({n: objects[n]}))
+  required_absent = sorted(n for n in absent if n not in set(optional))
+  # Keys depend on which objects are saved together (a variable shared by a model
+  # and its optimizer is keyed under the first path): compare like with like.
+  want = expected_variables({n: o for n, o in objects.items() if n not in absent})
+  have = {k: s for k, s in have.items() if top(k) in objects}
+  missing = sorted(_short(k) for k in want if k not in have)
+  unexpected = sorted(_short(k) for k in have if k not in want)
+  reshaped = sorted(f"{_short(k)} (checkpoint {list(have[k])}, model {list(s)})"
+                    for k, s in want.items() if k in have and tuple(have[k]) != s)
+  if required_absent:
+    missing = [f"{n}/* (all)" for n in required_absent] + missing
+  if missing or unexpected or reshaped:
+    lines = [f"Checkpoint {path} does not match the models being restored:"]
+    if missing:
+      lines.append(f"  missing from the checkpoint ({len(missing)}): "
+                   f"{_listing(missing)}")
+    if unexpected:
+      lines.append(f"  in the checkpoint but not in the models ({len(unexpected)}): "
+                   f"{_listing(unexpected)}")
+    if reshaped:
+      lines.append(f"  different shapes ({len(reshaped)}): {_listing(reshaped)}")
+    raise CheckpointMismatchError("\n".join(lines))
+  return tuple(n for n in absent if n in set(optional))

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import typing
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -150,12 +149,8 @@ class Config:
   def save(self, workdir: str) -> str:
     """Writes ``config.json`` into workdir (any ``tf.io.gfile`` path, e.g.
     gs://); returns its path."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    tf.io.gfile.makedirs(workdir)
-    path = os.path.join(workdir, "config.json")
-    with tf.io.gfile.GFile(path, "w") as f:
-      f.write(self.to_json() + "\n")
-    return path
+    from sagan_tf import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+    return workdir_lib.save_config(workdir, self)
 
 
 _IMAGENET128 = Config(bn_group_size=64, shuffle_buffer=100_000,

@@ -54,8 +54,12 @@ import numpy as np
 import tensorflow as tf
 
 from sagan_tf import architecture as arch_lib
-from sagan_tf.discriminator import Discriminator
-from sagan_tf.generator import Generator
+from sagan_tf import checkpoint as ckpt_lib
+from sagan_tf import workdir as workdir_lib
+from sagan_tf.checkpoint import CheckpointMismatchError
+from sagan_tf.config import Config
+from sagan_tf.models import build_models
+from sagan_tf.models import config_of
 from sagan_tf.tf1_names import BASE_SCOPES
 from sagan_tf.tf1_names import check_layout as _check_layout
 from sagan_tf.tf1_names import discriminator_name_map
@@ -70,10 +74,6 @@ __all__ = ["CheckpointMismatchError", "LAYOUTS", "Scopes", "checkpoint_step",
            "convert_to_workdir", "detect_scopes", "discriminator_name_map",
            "generator_name_map", "infer_config", "is_training_state",
            "load_tf1_checkpoint", "open_checkpoint"]
-
-
-class CheckpointMismatchError(ValueError):
-  """The checkpoint and the model do not match; the message lists every problem."""
 
 
 # --- Inferring the configuration ---------------------------------------------------
@@ -287,25 +287,11 @@ def load_tf1_checkpoint(path: str, layout: str = "official",
                      df_dim=df_dim, z_dim=z_dim, image_size=image_size,
                      g_attention=g_attention, d_attention=d_attention,
                      scopes=scopes)
-  generator, discriminator = build_models_for(cfg, layout)
+  generator, discriminator = build_models(Config(variant=layout, **cfg))
   entries = (generator_name_map(generator, layout, scopes.generator)
              + discriminator_name_map(discriminator, layout,
                                       scopes.discriminator))
   assign_from_checkpoint(reader, entries, models=(generator, discriminator))
-  return generator, discriminator
-
-
-def build_models_for(cfg: dict, layout: str):
-  """Built (generator, discriminator) for an ``infer_config`` dict."""
-  generator = Generator(image_size=cfg["image_size"], gf_dim=cfg["gf_dim"],
-                        num_classes=cfg["num_classes"], z_dim=cfg["z_dim"],
-                        attention=cfg["g_attention"], variant=layout)
-  discriminator = Discriminator(image_size=cfg["image_size"],
-                                df_dim=cfg["df_dim"],
-                                num_classes=cfg["num_classes"],
-                                attention=cfg["d_attention"], variant=layout)
-  generator.build_variables()
-  discriminator.build_variables()
   return generator, discriminator
 
 
@@ -343,23 +329,14 @@ def convert_to_workdir(source: str, layout: str, output: str, overwrite=False,
   Returns:
     (config, checkpoint path written, step).
   """
-  # Imported here: sagan_tf.checkpoint imports the model builders, not this module.
-  from sagan_tf import checkpoint as ckpt_lib
-  from sagan_tf.config import Config
-
   _check_layout(layout)
-  if not overwrite and (tf.io.gfile.exists(f"{output}/config.json")
+  if not overwrite and (workdir_lib.has_config(output)
                         or ckpt_lib.latest_checkpoint(output)):
     raise FileExistsError(
         f"{output!r} already holds a sagan_tf workdir; choose another output "
         f"(or pass overwrite=True).")
   step = checkpoint_step(open_checkpoint(source))
   generator, discriminator = load_tf1_checkpoint(source, layout, **dims)
-  config = Config(image_size=generator.image_size,
-                  num_classes=generator.num_classes, z_dim=generator.z_dim,
-                  gf_dim=generator.gf_dim, df_dim=discriminator.df_dim,
-                  g_attention=tuple(generator.attention_resolutions),
-                  d_attention=tuple(discriminator.attention_resolutions),
-                  variant=layout).validate()
+  config = config_of(generator, discriminator).validate()
   path = ckpt_lib.save_models(output, config, generator, discriminator, step=step)
   return config, path, step

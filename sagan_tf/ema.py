@@ -38,9 +38,9 @@ It works inside ``tf.function``; ``step`` may be a Python int or a scalar tensor
 """
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
+from sagan_tf import models
 from sagan_tf.generator import Generator
 
 
@@ -69,18 +69,12 @@ class EMA:
     self.start_step = int(start_step)
     generator.build_variables()
     # Same dtype policy as the live generator (its layers took the global policy
-    # in force when it was built, e.g. mixed_bfloat16).
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(generator.dtype_policy.name)
-    try:
-      self.generator = Generator(
-          image_size=generator.image_size, gf_dim=generator.gf_dim,
-          num_classes=generator.num_classes, z_dim=generator.z_dim,
-          attention=generator.attention_resolutions,
-          variant=generator.variant.name, name="ema_generator")
-      self.generator.build_variables()
-    finally:
-      keras.mixed_precision.set_global_policy(previous)
+    # in force when it was built, e.g. mixed_bfloat16). Its batch norms normalise
+    # over the whole batch (bn_group_size 0): it never trains, and its sample grids
+    # need not split into towers.
+    with models.dtype_policy(generator.dtype_policy.name):
+      self.generator = models.build_generator(models.config_of(generator),
+                                              name="ema_generator")
     self._check_matches(generator)
     for e, w in zip(self.generator.weights, generator.weights):
       e.assign(w)

@@ -28,8 +28,8 @@ from absl import logging
 import tensorflow as tf
 
 from sagan_tf import checkpoint as ckpt_lib
-from sagan_tf import run_state
 from sagan_tf import summaries
+from sagan_tf import workdir as workdir_lib
 
 
 class UnreadableCheckpointsError(RuntimeError):
@@ -94,7 +94,7 @@ def restore_newest_readable(
 
   Args:
     checkpoint: the ``tf.train.Checkpoint`` over ``objects``.
-    objects: its attributes, checked by ``run_state.check_checkpoint_matches``.
+    objects: its attributes, checked by ``ckpt_lib.check_checkpoint_matches``.
     workdir: the run directory.
     finite: the FiniteCheck of ``objects``.
     optional: attributes that may be absent (see check_checkpoint_matches).
@@ -105,13 +105,13 @@ def restore_newest_readable(
 
   Raises:
     UnreadableCheckpointsError: candidates exist, none usable; nothing changed.
-    run_state.CheckpointMismatchError: a readable checkpoint of other models.
+    ckpt_lib.CheckpointMismatchError: a readable checkpoint of other models.
   """
   candidates = ckpt_lib.checkpoint_candidates(workdir)
   skipped = []
   for _, path in candidates:
     try:
-      absent = run_state.check_checkpoint_matches(path, objects, optional)
+      absent = ckpt_lib.check_checkpoint_matches(path, objects, optional)
       status = checkpoint.restore(path)
     except (tf.errors.OpError, IndexError) as e:  # missing, truncated, garbled
       skipped.append((path, first_line(e)))
@@ -143,7 +143,7 @@ def set_aside(workdir: str, restored: str, skipped: Sequence[str]) -> List[str]:
   moved = ckpt_lib.quarantine(skipped)
   logging.warning("Moved the skipped checkpoint files to %s (kept for inspection,"
                   " never deleted): %s",
-                  os.path.join(directory, ckpt_lib.UNREADABLE_SUBDIR),
+                  workdir_lib.unreadable_dir(workdir),
                   ", ".join(os.path.basename(m) for m in moved))
   try:
     state = tf.train.get_checkpoint_state(directory)

@@ -136,6 +136,23 @@ class BatchSizeError(ValueError):
   """The global batch does not split evenly over the replicas."""
 
 
+def mean_if_replicas_differ(strategy: tf.distribute.Strategy,
+                            value: float) -> Optional[float]:
+  """Multi-worker: the mean of this worker's ``value`` over all replicas if they
+  do not all hold the same value, else None (also under any other strategy)."""
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return None
+  s = tf.constant(float(value), tf.float64)
+
+  @tf.function
+  def sums():
+    ctx_sum = lambda: tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM, tf.stack([s, s * s, tf.ones_like(s)]))
+    return strategy.experimental_local_results(strategy.run(ctx_sum))[0]
+  total, squares, n = (float(v) for v in sums().numpy())
+  return total / n if squares * n != total * total else None
+
+
 def replica_batch_size(strategy: tf.distribute.Strategy, global_batch: int) -> int:
   """The per-replica batch; raises BatchSizeError if replicas do not divide it."""
   n = strategy.num_replicas_in_sync

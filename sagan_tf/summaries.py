@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from typing import Dict, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from sagan_tf import images as images_lib
+from sagan_tf import workdir as workdir_lib
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -101,6 +101,36 @@ def fixed_sample_inputs(config, max_images: int = 64):
   return z, tf.constant(labels), (rows, cols)
 
 
+def sample_images(strategy, generator, z, labels):
+  """Sample-grid images of ``generator`` for fixed (z, labels); changes no state.
+
+  The generator runs as in training (batch statistics of these samples in its
+  batch norms, like the official code's training-time image summaries): with the
+  official moving-average decays (0.999, 0.9999) the moving statistics need tens
+  of thousands of steps to settle, so inference-mode samples of a short run look
+  washed out. ``bn_stats.batch_forward`` puts back the moving statistics the
+  forward pass writes, and ``update_u=False`` keeps ``u`` (the official generator
+  writes it at inference too), so sampling never changes the training trajectory.
+  Runs in cross-replica context (mirrored variables are read and restored on every
+  replica) except on TPU, where it runs as a replica step and the first replica's
+  images are returned.
+  """
+  from sagan_tf import bn_stats  # pylint: disable=g-import-not-at-top
+  call = lambda: bn_stats.batch_forward(generator, z, labels, update_u=False)
+  if not isinstance(strategy, tf.distribute.TPUStrategy):
+    return call()
+  return strategy.experimental_local_results(strategy.run(call))[0]
+
+
+def attention_gates(generator, discriminator) -> Dict[str, tf.Tensor]:
+  """``{"<layer>/sigma_ratio": value}`` for every attention block of G and D."""
+  out = {}
+  for model in (generator, discriminator):
+    for _, layer in model.attention_layers:
+      out[f"{layer.name}/sigma_ratio"] = tf.convert_to_tensor(layer.sigma_ratio)
+  return out
+
+
 class SummaryWriter:
   """Writes scalars, sample grids and PNGs of one run (chief only: pass
   ``enabled=False`` on other workers and every call becomes a no-op)."""
@@ -137,7 +167,7 @@ class SummaryWriter:
     with self._writer.as_default(step=step):
       tf.summary.image("samples", grid_img[None], step=step)
     self._writer.flush()
-    path = os.path.join(self.workdir, "samples", f"step_{step:07d}.png")
+    path = workdir_lib.sample_path(self.workdir, step)
     return images_lib.save_png(path, grid_img)
 
   def flush(self):

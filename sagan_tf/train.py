@@ -1,17 +1,14 @@
-"""Training loop: models, optimizers, checkpoints, resume, summaries, signals.
+"""Training loop: the steps, checkpoint saves, logging, sample grids, signals.
 
+    state.set_process_switches(config, deterministic)   # the launcher's job
     trainer = Trainer(config, workdir, strategy)   # builds, restores if possible
     result = trainer.run()                          # to config.train_steps
-    # or: train(config, workdir, strategy, deterministic=True, on_log=...)
+    # or: train(config, workdir, strategy, on_log=...)
 
-Workdir (layout of ``sagan_tf.checkpoint``)::
-
-    WORKDIR/config.json               the run's Config, rewritten at each start
-    WORKDIR/checkpoints/ckpt-<step>   tf.train.Checkpoint: step, generator,
-                                      discriminator, g_optimizer, d_optimizer
-                                      (+ ema_generator when config.ema_decay > 0)
-    WORKDIR/events.out.tfevents.*     TensorBoard (see ``sagan_tf.summaries``)
-    WORKDIR/samples/step_XXXXXXX.png  sample grids
+The run's state (what a checkpoint holds) is ``sagan_tf.state.RunState``; paths and
+resume checks (same model shape in config.json, checkpoint variables that match
+the models) are ``sagan_tf.workdir``'s. The trainer rewrites ``config.json`` at
+each start, saves checkpoints, writes TensorBoard scalars and sample grids.
 
 Checkpoints are written every ``config.checkpoint_every`` steps, at the end, and
 when SIGTERM or SIGINT arrives (the current step finishes, a checkpoint is written
@@ -30,15 +27,12 @@ the intact previous checkpoint. One trainer per workdir: the chief holds
 ``sagan_tf.workdir_lock`` until ``close`` (a second trainer gets
 ``WorkdirLockedError`` naming the holder).
 
-Resume: restoring checks that the workdir's config.json has the same model shape
-and that the checkpoint's variables match the models (errors name the fields or the
-variables). The data position is not checkpointed: the input pipeline is rebuilt
-with ``skip_batches = step * d_steps`` (one real batch per D step), which with a
-seeded pipeline yields the batches the uninterrupted run would have seen, and works
-under every strategy (a checkpointed iterator does not, e.g. on TPU). The noise is
-a function of the step (``sagan_tf.train_step``). With ``deterministic=True`` (op
-determinism) a run stopped at step k and resumed to n ends with the same weights,
-bit for bit, as an uninterrupted run to n.
+Resume: the data position is not checkpointed: the input pipeline is rebuilt with
+``skip_batches = step * d_steps`` (one real batch per D step), which with a seeded
+pipeline yields the batches the uninterrupted run would have seen, under every
+strategy (a checkpointed iterator does not work on TPU). The noise is a function of
+the step (``sagan_tf.train_step``). With op determinism (``set_process_switches``)
+a run stopped at step k and resumed to n ends bit-identical to one run to n.
 
 Multi-worker (``MultiWorkerMirroredStrategy``): WORKDIR must be one shared directory.
 Only the chief writes config.json, summaries and PNGs; every worker must take part
@@ -53,7 +47,6 @@ and resuming restarted the input pipeline from a fresh shuffle).
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import signal
 import tempfile
@@ -61,20 +54,18 @@ import threading
 import time
 from typing import Callable, Dict, Optional
 
-from absl import logging
-import keras
 import numpy as np
 import tensorflow as tf
 
 from sagan_tf import checkpoint as ckpt_lib
-from sagan_tf import run_state
 from sagan_tf import safe_checkpoints as safe
+from sagan_tf import state as state_lib
 from sagan_tf import strategy as strategy_lib
 from sagan_tf import summaries
 from sagan_tf import train_step as step_lib
+from sagan_tf import workdir as workdir_lib
 from sagan_tf import workdir_lock
 from sagan_tf.config import Config
-from sagan_tf.models import build_models
 
 
 def default_dataset_fn(strategy, config: Config, skip_batches: int):
@@ -103,21 +94,6 @@ class TrainResult:
   preempted: bool = False  # multi-worker: stopped by the coordinated handler
 
 
-class _Policy:
-  """Sets the Keras dtype policy while models are built, then restores it."""
-
-  def __init__(self, mixed_precision: bool):
-    self.name = "mixed_bfloat16" if mixed_precision else None
-
-  def __enter__(self):
-    self.saved = keras.config.dtype_policy()
-    if self.name:
-      keras.config.set_dtype_policy(self.name)
-
-  def __exit__(self, *exc):
-    keras.config.set_dtype_policy(self.saved)
-
-
 class Trainer:
   """Builds (or restores) a run in ``workdir`` and trains it.
 
@@ -125,8 +101,6 @@ class Trainer:
     config: the run's Config.
     workdir: run directory (created if missing).
     strategy: a ``tf.distribute`` strategy (default: the default strategy).
-    deterministic: enable TF op determinism (``enable_op_determinism``); model
-      initialisation is always seeded by ``config.seed``.
     dataset_fn: ``(strategy, config, skip_batches) -> distributed dataset`` of
       (images, labels) per-replica batches; default ``sagan_tf.data``.
     on_log: called with a ``summaries.Progress`` at every log step.
@@ -142,7 +116,6 @@ class Trainer:
   """
 
   def __init__(self, config: Config, workdir: str, strategy=None, *,
-               deterministic: bool = False,
                dataset_fn: Callable = default_dataset_fn,
                on_log: Optional[Callable[[summaries.Progress], None]] = None,
                on_eval: Optional[Callable] = None,
@@ -164,44 +137,30 @@ class Trainer:
           workdir, heartbeat_s=lock_heartbeat_s, take_over=take_over_lock)
       self._lock.acquire()
     try:
-      self._build(deterministic, dataset_fn)
+      self._build(dataset_fn)
     except BaseException:
       self._release()
       raise
 
-  def _build(self, deterministic, dataset_fn):
+  def _build(self, dataset_fn):
     config, workdir = self.config, self.workdir
-    self._check_workdir()
-    if deterministic and config.jit_compile:
-      raise ValueError(
-          "deterministic=True cannot be combined with jit_compile=True: XLA has no "
-          "deterministic kernel for the MaxPool gradient of the attention blocks.")
-    if deterministic:
-      tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(config.seed)
-
-    with self.strategy.scope():
-      with _Policy(config.mixed_precision):
-        self.generator, self.discriminator = build_models(config)
-        self.ema = step_lib.optional_ema(config, self.generator)
-      self.g_optimizer, self.d_optimizer = step_lib.make_optimizers(
-          config, self.generator, self.discriminator)
-      self.step = step_lib.make_step_variable()
-    objects = dict(step=self.step, generator=self.generator,
-                   discriminator=self.discriminator, g_optimizer=self.g_optimizer,
-                   d_optimizer=self.d_optimizer)
-    if self.ema is not None:
-      objects["ema_generator"] = self.ema.generator
-    self._objects = objects
-    self.checkpoint = tf.train.Checkpoint(**objects)
+    workdir_lib.check_resumable(workdir, config)
+    self.state = state = state_lib.RunState.create(config, self.strategy)
+    self.generator, self.discriminator = state.generator, state.discriminator
+    self.g_optimizer, self.d_optimizer = state.g_optimizer, state.d_optimizer
+    self.step, self.ema = state.step, state.ema
+    self.checkpoint = state.checkpoint
     # Names of the variables holding NaN/inf, checked at restore and every save.
-    self.nonfinite_variables = safe.FiniteCheck(objects)
-    self.restored = self._restore()
-    ckpt_dir = ckpt_lib.checkpoint_dir(workdir)
+    self.nonfinite_variables = safe.FiniteCheck(state.items())
+    # Every worker reads the chief's checkpoints; only the chief sets aside.
+    self.restored, self.absent_on_restore, self.skipped_checkpoints = (
+        state.restore_newest(workdir, self.nonfinite_variables,
+                             set_aside=self.chief))
+    ckpt_dir = workdir_lib.checkpoint_dir(workdir)
     if not self.chief:  # every worker saves; only the chief's copy is kept
-      ckpt_dir = os.path.join(workdir, "tmp_" + strategy_lib.worker_id(
-          self.strategy), ckpt_lib.CHECKPOINT_SUBDIR)
-    # Built after _restore: it reads the state file that _restore may rewrite.
+      ckpt_dir = workdir_lib.worker_checkpoint_dir(
+          workdir, strategy_lib.worker_id(self.strategy))
+    # Built after the restore: it reads the state file the restore may rewrite.
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, ckpt_dir, max_to_keep=config.keep_checkpoints,
         step_counter=self.step)
@@ -220,10 +179,9 @@ class Trainer:
     self.iterator = iter(self.dataset)
     self.writer = summaries.SummaryWriter(workdir, enabled=self.chief)
     z, labels, self.sample_grid = summaries.fixed_sample_inputs(config)
-    sample_model = self.ema.generator if self.ema is not None else self.generator
-    self.sample_model = sample_model
+    self.sample_model = sample_model = state.sample_generator
     self._sample_fn = tf.function(
-        lambda: step_lib.sample_images(self.strategy, sample_model, z, labels))
+        lambda: summaries.sample_images(self.strategy, sample_model, z, labels))
     self._stop = threading.Event()
     self.last_checkpoint = self.restored
 
@@ -242,52 +200,16 @@ class Trainer:
 
   # -- setup -----------------------------------------------------------------
 
-  def _check_workdir(self):
-    path = os.path.join(self.workdir, "config.json")
-    if tf.io.gfile.exists(path):
-      saved = ckpt_lib.load_config(self.workdir)
-      run_state.check_config_compatible(saved, self.config, self.workdir)
-    elif ckpt_lib.checkpoint_candidates(self.workdir):
-      raise run_state.ConfigMismatchError(
-          f"{self.workdir!r} has checkpoints but no config.json; cannot tell "
-          f"whether they fit this config.")
-
-  def _restore(self) -> Optional[str]:
-    """Restores the newest readable, finite checkpoint (``safe_checkpoints``);
-    every worker reads the chief's checkpoints, only the chief sets aside."""
-    path, absent, self.skipped_checkpoints = safe.restore_newest_readable(
-        self.checkpoint, self._objects, self.workdir, self.nonfinite_variables,
-        optional=("g_optimizer", "d_optimizer", "ema_generator"))
-    self.absent_on_restore = absent
-    if "ema_generator" in absent:  # EMA switched on for an existing run
-      for e, w in zip(self.ema.generator.weights, self.generator.weights):
-        e.assign(w)
-    for p, why in self.skipped_checkpoints:
-      logging.warning("Skipping checkpoint %s (%s); resuming from %s instead.",
-                      p, why, path)
-    if self.skipped_checkpoints and self.chief:
-      safe.set_aside(self.workdir, path, [p for p, _ in self.skipped_checkpoints])
-    return path
-
   def _check_workers_agree(self):
     """Multi-worker: stops every worker if they restored different steps (e.g.
     workdirs that are not one shared directory), instead of training on."""
-    if not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
-      return
-    s = tf.constant(float(self.step.numpy()), tf.float64)
-
-    @tf.function
-    def sums():
-      ctx_sum = lambda: tf.distribute.get_replica_context().all_reduce(
-          tf.distribute.ReduceOp.SUM, tf.stack([s, s * s, tf.ones_like(s)]))
-      return self.strategy.experimental_local_results(
-          self.strategy.run(ctx_sum))[0]
-    total, squares, n = (float(v) for v in sums().numpy())
-    if squares * n != total * total:  # not all equal
-      raise run_state.ConfigMismatchError(
-          f"The workers restored different steps (this worker {int(s.numpy())}, "
-          f"mean {total / n:g}): every worker must use the same --workdir on a "
-          f"shared file system (or bucket).")
+    step = int(self.step.numpy())
+    mean = strategy_lib.mean_if_replicas_differ(self.strategy, step)
+    if mean is not None:
+      raise workdir_lib.ConfigMismatchError(
+          f"The workers restored different steps (this worker {step}, mean "
+          f"{mean:g}): every worker must use the same --workdir on a shared file "
+          f"system (or bucket).")
 
   # -- control ---------------------------------------------------------------
 
@@ -337,7 +259,7 @@ class Trainer:
   # -- loop --------------------------------------------------------------------
 
   def extra_scalars(self) -> Dict[str, float]:
-    out = {f"attention/{k}": float(v) for k, v in step_lib.attention_gates(
+    out = {f"attention/{k}": float(v) for k, v in summaries.attention_gates(
         self.generator, self.discriminator).items()}
     out["lr/generator"] = float(self.g_optimizer.learning_rate.numpy())
     out["lr/discriminator"] = float(self.d_optimizer.learning_rate.numpy())
@@ -407,12 +329,12 @@ class Trainer:
 
 
 def train(config: Config, workdir: str, strategy=None, *, until=None,
-          deterministic=False, dataset_fn=default_dataset_fn,
-          on_log=None, on_eval=None) -> TrainResult:
+          dataset_fn=default_dataset_fn, on_log=None,
+          on_eval=None) -> TrainResult:
   """Builds or resumes the run in ``workdir`` and trains it to ``until``
   (default ``config.train_steps``); see ``Trainer``."""
-  trainer = Trainer(config, workdir, strategy, deterministic=deterministic,
-                    dataset_fn=dataset_fn, on_log=on_log, on_eval=on_eval)
+  trainer = Trainer(config, workdir, strategy, dataset_fn=dataset_fn,
+                    on_log=on_log, on_eval=on_eval)
   try:
     return trainer.run(until)
   finally:

@@ -39,7 +39,9 @@ from typing import Optional, Tuple
 from absl import logging
 import tensorflow as tf
 
-LOCK_FILE = "lock.json"
+from sagan_tf import workdir as workdir_lib
+
+LOCK_FILE = workdir_lib.LOCK_FILE
 HEARTBEAT_S = 60.0
 STALE_AFTER_S = 600.0
 
@@ -91,7 +93,7 @@ class WorkdirLock:
                stale_after_s: float = STALE_AFTER_S, take_over: bool = False,
                settle_s: float = 2.0):
     self.workdir = workdir
-    self.path = os.path.join(workdir, LOCK_FILE)
+    self.path = workdir_lib.lock_path(workdir)
     self.heartbeat_s = heartbeat_s
     self.stale_after_s = stale_after_s
     self.take_over = take_over

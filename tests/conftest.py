@@ -28,28 +28,20 @@ def fixtures_dir():
 
 @pytest.fixture(autouse=True)
 def _restore_op_determinism():
-  """Trainer(deterministic=True) turns TF op determinism on for the whole process
-  (right for a training job); turn it off after each test (module fixtures may
-  have turned it on before this one starts) so later tests (XLA, collectives) see
-  TensorFlow's default."""
+  """A deterministic run (``state.set_process_switches``) turns TF op determinism
+  on for the whole process (right for a training job); turn it off after each test
+  (module fixtures may have turned it on before this one starts) so later tests
+  (XLA, collectives) see TensorFlow's default."""
   yield
-  from tensorflow.python.framework import config as tf_config  # pylint: disable=g-import-not-at-top
-  if tf_config.is_op_determinism_enabled():
-    tf_config.disable_op_determinism()
+  from sagan_tf import tf_compat  # pylint: disable=g-import-not-at-top
+  if tf_compat.op_determinism_enabled():
+    tf_compat.disable_op_determinism()
 
 
 @pytest.fixture(autouse=True)
 def _fresh_collective_keys():
-  """Each MirroredStrategy numbers its collective groups from the same start, and
-  the process-wide collective executor remembers every group and instance it saw:
-  two strategies in one process (several tests) then collide ("Shape mismatch in
-  the collective instance 100"). TensorFlow's own strategy tests move the key base
-  of every new strategy out of the way with the same test-only class attribute; a
-  real run has one strategy per process and needs nothing of this."""
-  # pylint: disable=g-import-not-at-top,protected-access
-  from tensorflow.python.distribute import collective_all_reduce_strategy as cars
-  from tensorflow.python.distribute import mirrored_strategy
-  for cls in (mirrored_strategy.MirroredStrategy, mirrored_strategy.MirroredStrategyV1,
-              cars.CollectiveAllReduceStrategy):
-    cls._collective_key_base += 100000
+  """Two MirroredStrategies in one process (several tests) must not share
+  collective keys (see ``tf_compat.fresh_collective_keys``)."""
+  from sagan_tf import tf_compat  # pylint: disable=g-import-not-at-top
+  tf_compat.fresh_collective_keys()
   yield

@@ -14,11 +14,12 @@ from PIL import Image
 
 from sagan_tf import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
+from sagan_tf import state as state_lib
 from sagan_tf import strategy as strategy_lib
 from sagan_tf import summaries
 from sagan_tf import train as train_lib
 from sagan_tf.models import build_models
-from sagan_tf.run_state import CheckpointMismatchError
+from sagan_tf.checkpoint import CheckpointMismatchError
 from sagan_tf.spectral_norm import power_iteration
 from tests.test_summaries import read_events
 
@@ -49,7 +50,8 @@ def straight(tmp_path_factory):
       after_first.update(d=_weights(trainer.discriminator),
                          g=_weights(trainer.generator))
 
-  trainer = train_lib.Trainer(TINY, workdir, deterministic=True, on_log=on_log)
+  state_lib.set_process_switches(TINY, deterministic=True)  # as launch.train
+  trainer = train_lib.Trainer(TINY, workdir, on_log=on_log)
   before = dict(d=_weights(trainer.discriminator), g=_weights(trainer.generator))
   result = trainer.run(4)
   trainer.close()
@@ -148,8 +150,8 @@ def test_resume_is_bit_identical_and_sigterm_saves(straight, tmp_path):
     if progress.step == 3:
       os.kill(os.getpid(), signal.SIGTERM)
 
-  trainer = train_lib.Trainer(TINY, workdir, deterministic=True,
-                              on_log=sigterm_during_step_4)
+  state_lib.set_process_switches(TINY, deterministic=True)  # as launch.train
+  trainer = train_lib.Trainer(TINY, workdir, on_log=sigterm_during_step_4)
   assert int(trainer.step.numpy()) == 2
   # ...a SIGTERM stops it after the running step, with a checkpoint...
   stopped = trainer.run(4)

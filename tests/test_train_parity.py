@@ -22,6 +22,7 @@ import pytest
 import tensorflow as tf
 
 from sagan_tf import convert
+from sagan_tf import state as state_lib
 from sagan_tf import train_step as step_lib
 from sagan_tf.config import Config
 
@@ -90,8 +91,8 @@ def run_fixture(path, **step_kwargs):
       beta1=cfg["beta1"], beta2=cfg["beta2"], loss=LOSSES[cfg["loss_type"]],
       d_steps=1).validate()
   strategy = tf.distribute.get_strategy()
-  g_opt, d_opt = step_lib.make_optimizers(config, g, d)
-  step = step_lib.make_step_variable()
+  g_opt, d_opt = state_lib.make_optimizers(config, g, d)
+  step = state_lib.make_step_variable()
   # Recorded noise, indexed [iteration, substep]: substep 0 the D op, 1 the G op.
   z = tf.constant(np.stack([ref["z_d"], ref["z_g"]], axis=1))
   labels = tf.constant(np.stack([ref["y_gen_d"], ref["y_gen_g"]], axis=1))

@@ -8,7 +8,9 @@ import tensorflow as tf
 
 from sagan_tf import architecture
 from sagan_tf import config as config_lib
+from sagan_tf import state as state_lib
 from sagan_tf import strategy as strategy_lib
+from sagan_tf import summaries
 from sagan_tf import train_step as step_lib
 from sagan_tf.models import build_models
 
@@ -48,7 +50,7 @@ def test_noise_inside_tf_function():
 def test_optimizers_are_tf1_adam_and_built():
   config = TINY.replace(g_lr=1e-4, d_lr=4e-4, beta1=0.0, beta2=0.999)
   g, d = build_models(config)
-  g_opt, d_opt = step_lib.make_optimizers(config, g, d)
+  g_opt, d_opt = state_lib.make_optimizers(config, g, d)
   assert float(g_opt.learning_rate) == pytest.approx(1e-4)
   assert float(d_opt.learning_rate) == pytest.approx(4e-4)
   for opt in (g_opt, d_opt):
@@ -60,7 +62,7 @@ def test_optimizers_are_tf1_adam_and_built():
 
 def test_attention_gates_named_per_layer():
   g, d = build_models(TINY)
-  gates = step_lib.attention_gates(g, d)
+  gates = summaries.attention_gates(g, d)
   assert set(gates) == {"g_non_local/sigma_ratio", "d_non_local/sigma_ratio"}
   assert all(float(v) == 0.0 for v in gates.values())
 
@@ -70,8 +72,8 @@ def test_jit_compile_refused_with_mirrored_strategy():
   config = TINY.replace(jit_compile=True)
   with strategy.scope():
     g, d = build_models(config)
-    g_opt, d_opt = step_lib.make_optimizers(config, g, d)
-    step = step_lib.make_step_variable()
+    g_opt, d_opt = state_lib.make_optimizers(config, g, d)
+    step = state_lib.make_step_variable()
   with pytest.raises(ValueError, match="jit_compile=True is supported with the "
                                        "default strategy"):
     step_lib.TrainStep(config, strategy, g, d, g_opt, d_opt, step)

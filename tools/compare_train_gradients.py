@@ -130,6 +130,7 @@ def _train_step(fixture, record=False, variable_reads="tf1"):
   """(TrainStep over the fixture's checkpoint and recorded noise, entries, ref)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from sagan_tf import convert  # pylint: disable=g-import-not-at-top
+  from sagan_tf import state as state_lib  # pylint: disable=g-import-not-at-top
   from sagan_tf import train_step as step_lib  # pylint: disable=g-import-not-at-top
   from sagan_tf.config import Config  # pylint: disable=g-import-not-at-top
   with open(os.path.join(fixture, "config.json")) as f:
@@ -150,7 +151,7 @@ def _train_step(fixture, record=False, variable_reads="tf1"):
   if record:
     g_opt, d_opt = _Recorder(g), _Recorder(d)
   else:
-    g_opt, d_opt = step_lib.make_optimizers(config, g, d)
+    g_opt, d_opt = state_lib.make_optimizers(config, g, d)
   z = tf.constant(np.stack([ref["z_d"], ref["z_g"]], axis=1))
   labels = tf.constant(np.stack([ref["y_gen_d"], ref["y_gen_g"]], axis=1))
 
@@ -160,7 +161,7 @@ def _train_step(fixture, record=False, variable_reads="tf1"):
 
   train = step_lib.TrainStep(config, tf.distribute.get_strategy(), g, d,
                              g_opt, d_opt,
-                             step_lib.make_step_variable(), noise_fn=noise_fn,
+                             state_lib.make_step_variable(), noise_fn=noise_fn,
                              variable_reads=variable_reads)
   return train, entries, ref, cfg
 

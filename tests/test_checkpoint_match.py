@@ -1,10 +1,12 @@
-"""Workdir config compatibility and the checkpoint/model variable comparison."""
+"""Workdir config compatibility (sagan_tf.workdir) and the checkpoint/model
+variable comparison (sagan_tf.checkpoint)."""
 import pytest
 import tensorflow as tf
 
 from sagan_tf import config as config_lib
-from sagan_tf import run_state
-from sagan_tf import train_step as step_lib
+from sagan_tf import checkpoint as ckpt_lib
+from sagan_tf import state as state_lib
+from sagan_tf import workdir as workdir_lib
 from sagan_tf.models import build_models
 
 TINY = config_lib.from_preset("tiny")
@@ -12,7 +14,7 @@ TINY = config_lib.from_preset("tiny")
 
 def _objects(config):
   g, d = build_models(config)
-  g_opt, d_opt = step_lib.make_optimizers(config, g, d)
+  g_opt, d_opt = state_lib.make_optimizers(config, g, d)
   return dict(step=tf.Variable(0, dtype=tf.int64), generator=g, discriminator=d,
               g_optimizer=g_opt, d_optimizer=d_opt)
 
@@ -20,7 +22,7 @@ def _objects(config):
 def test_expected_variables_are_what_the_saver_writes(tmp_path):
   objects = _objects(TINY)
   path = tf.train.Checkpoint(**objects).write(str(tmp_path / "ckpt"))
-  assert run_state.expected_variables(objects) == run_state.checkpoint_variables(path)
+  assert ckpt_lib.expected_variables(objects) == ckpt_lib.checkpoint_variables(path)
 
 
 def test_matching_checkpoint_passes_and_optional_objects_may_be_absent(tmp_path):
@@ -28,29 +30,29 @@ def test_matching_checkpoint_passes_and_optional_objects_may_be_absent(tmp_path)
   path = tf.train.Checkpoint(step=objects["step"], generator=objects["generator"],
                              discriminator=objects["discriminator"]).write(
                                  str(tmp_path / "ckpt"))
-  absent = run_state.check_checkpoint_matches(
+  absent = ckpt_lib.check_checkpoint_matches(
       path, objects, optional=("g_optimizer", "d_optimizer", "ema_generator"))
   assert absent == ("g_optimizer", "d_optimizer")
-  with pytest.raises(run_state.CheckpointMismatchError,
+  with pytest.raises(ckpt_lib.CheckpointMismatchError,
                      match=r"missing from the checkpoint \(2\): d_optimizer/\* \(all\), "
                            r"g_optimizer/\* \(all\)$"):
-    run_state.check_checkpoint_matches(path, objects)
+    ckpt_lib.check_checkpoint_matches(path, objects)
 
 
 def test_mismatch_names_reshaped_variables(tmp_path):
   g, _ = build_models(TINY.replace(gf_dim=8))
   path = tf.train.Checkpoint(generator=g).write(str(tmp_path / "ckpt"))
   g4, _ = build_models(TINY)
-  with pytest.raises(run_state.CheckpointMismatchError) as e:
-    run_state.check_checkpoint_matches(path, dict(generator=g4))
+  with pytest.raises(ckpt_lib.CheckpointMismatchError) as e:
+    ckpt_lib.check_checkpoint_matches(path, dict(generator=g4))
   assert ("generator/g_block1/snconv1/kernel (checkpoint [3, 3, 32, 32], "
           "model [3, 3, 16, 16])") in str(e.value)
   assert "more)" in str(e.value)  # long lists are cut
 
 
 def test_config_compatibility_names_fields():
-  run_state.check_config_compatible(TINY, TINY.replace(g_lr=1.0, train_steps=9), "W")
+  workdir_lib.check_config_compatible(TINY, TINY.replace(g_lr=1.0, train_steps=9), "W")
   with pytest.raises(ValueError, match=r"variant: workdir 'official' vs requested "
                                        r"'tfgan_estimator'"):
-    run_state.check_config_compatible(TINY, TINY.replace(variant="tfgan_estimator"),
+    workdir_lib.check_config_compatible(TINY, TINY.replace(variant="tfgan_estimator"),
                                       "W")
