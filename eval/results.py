@@ -22,14 +22,11 @@ import tensorflow as tf
 
 from eval import manifold
 from sagan_tf import bn_stats as bn_stats_lib
+from sagan_tf.workdir import EVAL_SUBDIR, eval_dir  # noqa: F401
 
-EVAL_SUBDIR = "eval"
 # The TensorBoard scalars eval/<name>, when the result has them.
 SCALARS = ("IS", "FID", "KID", "class_accuracy", "intra_fid") + manifold.PRDC_NAMES
 
-
-def eval_dir(workdir: str) -> str:
-  return os.path.join(workdir, EVAL_SUBDIR)
 
 
 def _is_default(bn_mode: Optional[str]) -> bool:

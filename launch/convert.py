@@ -41,11 +41,12 @@ def sagan_tf_workdir_of(source: str):
   ``ckpt-N`` prefix there) is a sagan_tf TF2 checkpoint, else None."""
   import os  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from sagan_tf import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   candidates = [source, os.path.dirname(source),
                 os.path.dirname(os.path.dirname(source.rstrip("/")))]
   for workdir in candidates:
-    if workdir and tf.io.gfile.exists(os.path.join(workdir, "config.json")) and (
-        tf.io.gfile.glob(os.path.join(workdir, "checkpoints", "ckpt-*.index"))):
+    if workdir and workdir_lib.has_config(workdir) and tf.io.gfile.glob(
+        os.path.join(workdir_lib.checkpoint_dir(workdir), "ckpt-*.index")):
       return workdir
   return None
 

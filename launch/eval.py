@@ -172,19 +172,19 @@ def main(argv):
 
   kwargs = dict(strategy=strategy, cache_dir=_CACHE_DIR.value,
                 use_ema=_USE_EMA.value, log_every=_LOG_EVERY.value)
-  from sagan_tf import checkpoint  # pylint: disable=g-import-not-at-top
+  from sagan_tf import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   try:
     _evaluate_workdir(evaluate, classifier, kwargs)
   # Not a workdir, no checkpoint yet, or a config.json that does not parse.
-  except (FileNotFoundError, checkpoint.ConfigFileError) as e:
+  except (FileNotFoundError, workdir_lib.ConfigFileError) as e:
     raise app.UsageError(str(e)) from None
 
 
 def _check_digits_run(workdir):
-  from sagan_tf import checkpoint  # pylint: disable=g-import-not-at-top
+  from sagan_tf import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   try:
-    config = checkpoint.load_config(workdir)
-  except (FileNotFoundError, checkpoint.ConfigFileError) as e:
+    config = workdir_lib.load_config(workdir)
+  except (FileNotFoundError, workdir_lib.ConfigFileError) as e:
     raise app.UsageError(str(e)) from None
   if config.dataset != "digits":
     raise app.UsageError(
@@ -195,9 +195,10 @@ def _check_digits_run(workdir):
 def _evaluate_workdir(evaluate, classifier, kwargs):
   if _DOWNLOAD.value:  # real-image statistics need the run's dataset
     # pylint: disable=g-import-not-at-top
-    from sagan_tf import checkpoint, data
+    from sagan_tf import data
+    from sagan_tf import workdir as workdir_lib
     try:
-      data.prepare_if_tfds(checkpoint.load_config(_WORKDIR.value))
+      data.prepare_if_tfds(workdir_lib.load_config(_WORKDIR.value))
     except data.DataError as e:  # one line, no traceback
       logging.error("%s", e)
       sys.exit(1)
