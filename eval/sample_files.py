@@ -147,7 +147,7 @@ def write_samples(workdir: str, request: SampleRequest,
 
   Raises:
     FileNotFoundError: no workdir or no checkpoint.
-    ValueError: an unreadable config.json (``checkpoint.ConfigFileError``),
+    ValueError: an unreadable config.json (``workdir.ConfigFileError``),
       classes outside the generator's, bad queries, a generator without attention
       or a bad grid request; the message is one line.
   """

@@ -42,7 +42,6 @@ from sagan_tf.config import Config
 # Re-exported: callers read a workdir's config and paths from here too.
 from sagan_tf.workdir import CHECKPOINT_SUBDIR  # noqa: F401
 from sagan_tf.workdir import checkpoint_dir
-from sagan_tf.workdir import ConfigFileError  # noqa: F401
 from sagan_tf.workdir import load_config
 from sagan_tf.workdir import UNREADABLE_SUBDIR
 
