@@ -172,7 +172,7 @@ class Trainer:
   def _build(self, deterministic, dataset_fn):
     config, workdir = self.config, self.workdir
     self._check_workdir()
-    if deterministic and config.jit_compile:
+    if deterministic and config.jit_compile is True:  # "auto" picks off here
       raise ValueError(
           "deterministic=True cannot be combined with jit_compile=True: XLA has no "
           "deterministic kernel for the MaxPool gradient of the attention blocks.")
