@@ -7,8 +7,8 @@ side-by-side ``launch.benchmark`` runs on a 2-core AMD EPYC CPU (tensorflow-cpu
 
 * one replica (the default strategy), no op determinism, on the CPU, at 128 px:
   on. ``imagenet128`` at batch 4: 5.3-5.7 s per D+G step with XLA against
-  7.3-7.5 s without; XLA compiles the step in about a minute, which a run of more
-  than a few dozen steps earns back;
+  7.3-7.5 s without (XLA's compile time, paid once per process at the first
+  step, was not measured separately at 128 px);
 * 32 px: off. plain ``tf.function`` was faster (``cifar10_32`` batch 16: 7.5 s
   against 11.8 s; ``digits32`` batch 32: 0.43 s against 0.59 s), and at the
   ``tiny`` preset of the tests XLA only adds its compile time;
