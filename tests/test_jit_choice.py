@@ -5,8 +5,10 @@ import types
 import pytest
 import tensorflow as tf
 
-from launch import benchmark as launch_benchmark
+# Not launch.benchmark: it defines absl flags that launch.train (imported by other
+# test files in the same process) defines too.
 from launch import jit_flag
+from launch import train as launch_train
 from sagan_tf import architecture
 from sagan_tf import config as config_lib
 from sagan_tf import jit_choice
@@ -40,17 +42,18 @@ def test_override_parses_the_three_values_and_names_a_bad_one():
     TINY.replace(jit_compile=1)  # not a bool
 
 
-def test_launch_flag_and_benchmark_config():
+def test_launch_flag_and_train_config(tmp_path):
   parser = jit_flag._TriStateParser()  # pylint: disable=protected-access
   assert [parser.parse(v) for v in ("auto", "true", "false")] == ["auto", True, False]
   with pytest.raises(ValueError, match="true, false or auto"):
     parser.parse("maybe")
-  # No flag: the preset's auto, or a --set value; a flag wins over --set.
-  assert launch_benchmark.build_config("tiny").jit_compile == "auto"
-  assert launch_benchmark.build_config(
-      "tiny", sets=["jit_compile=false"]).jit_compile is False
-  assert launch_benchmark.build_config(
-      "tiny", jit_compile=True, sets=["jit_compile=false"]).jit_compile is True
+  # No flag: the preset's auto, or a --set value; the flag wins over --set.
+  def build(**kwargs):
+    return launch_train.build_config(str(tmp_path), "tiny", **kwargs).jit_compile
+  assert build() == "auto"
+  assert build(sets=["jit_compile=false"]) is False
+  assert build(jit_compile=True, sets=["jit_compile=false"]) is True
+  assert build(jit_compile="auto", sets=["jit_compile=true"]) == "auto"
 
 
 def test_explicit_values_are_kept():

@@ -64,10 +64,13 @@ def test_commands_share_the_config():
   assert child.child == "official" and child.official_src == "/src"
   assert (child.gf_dim, child.df_dim, child.num_classes, child.z_dim,
           child.batch_size, child.steps, child.warmup) == (8, 16, 10, 32, 2, 3, 1)
-  # launch.benchmark accepts the sagan_tf flags (the config it would build):
-  from launch import benchmark  # pylint: disable=g-import-not-at-top
+  # The config launch.benchmark builds from them (its build_config: the preset,
+  # then --set; not imported here, its absl flags clash with launch.train's):
+  from launch.overrides import parse_sets  # pylint: disable=g-import-not-at-top
+  from sagan_tf import config as config_lib  # pylint: disable=g-import-not-at-top
   sets = [f.split("=", 1)[1] for f in sagan if f.startswith("--set=")]
-  config = benchmark.build_config("imagenet128", 2, False, sets=sets)
+  config = config_lib.override(config_lib.from_preset("imagenet128"),
+                               parse_sets(sets))
   assert (config.image_size, config.gf_dim, config.df_dim, config.num_classes,
           config.z_dim, config.bn_group_size) == (128, 8, 16, 10, 32, 0)
   assert (config.g_lr, config.d_lr, config.beta1, config.loss) == (
