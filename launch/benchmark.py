@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from launch.jit_flag import define_jit_compile  # noqa: E402
+from launch.jit_flag import jit_compile_flag  # noqa: E402
 from launch.overrides import parse_sets  # noqa: E402
 from sagan_tf import config as config_lib  # noqa: E402
 
@@ -40,8 +40,9 @@ _MODE = flags.DEFINE_enum("mode", "train", ["train", "generate"],
 _BATCH = flags.DEFINE_integer("batch_size", None, "Global batch (default: preset's).")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, XLA).")
-_JIT = define_jit_compile("XLA-compile the step: true, false or auto (default: "
-                          "the config's, auto: on where measured faster).")
+_JIT = flags.DEFINE_flag(jit_compile_flag(
+    "XLA-compile the step: true, false or auto (default: the config's, auto: on "
+    "where measured faster)."))
 _CONV_RATE = flags.DEFINE_bool(
     "conv_rate", True, "Also time the config's 3x3 convolutions alone and print "
     "conv_gflops_per_s and fraction_of_peak.")

@@ -19,8 +19,8 @@ class _TriStateParser(flags.ArgumentParser):
     return "true, false or auto"
 
 
-def define_jit_compile(help_string: str, default=None):
-  """Defines ``--jit_compile`` (None: the config's value, "auto" by default)."""
-  return flags.DEFINE_flag(flags.Flag(
-      _TriStateParser(), flags.ArgumentSerializer(), "jit_compile", default,
-      help_string, boolean=True))
+def jit_compile_flag(help_string: str, default=None) -> flags.Flag:
+  """``--jit_compile`` (None: the config's value, "auto" by default); define it
+  with ``flags.DEFINE_flag`` in the launcher, so that its --help lists it."""
+  return flags.Flag(_TriStateParser(), flags.ArgumentSerializer(), "jit_compile",
+                    default, help_string, boolean=True)
