@@ -5,10 +5,15 @@ faster, so that a run started without flags gets the fast path. The rule, from
 side-by-side ``launch.benchmark`` runs on a 2-core AMD EPYC CPU (tensorflow-cpu
 2.21; README "Speed"):
 
-* one replica (the default strategy), no op determinism, on the CPU, at 128 px:
-  on. ``imagenet128`` at batch 4: 5.3-5.7 s per D+G step with XLA against
+* one replica (the default strategy), no op determinism, on the CPU, at 128 px
+  with the official widths (gf_dim and df_dim >= 64): on. ``imagenet128`` at
+  batch 4: 5.3-5.7 s per D+G step with XLA against
   7.3-7.5 s without (XLA's compile time, paid once per process at the first
   step, was not measured separately at 128 px);
+* 128 px with narrow models: off. With gf=df=8 (batch 2, 10 classes) XLA took
+  1.5 s per step against 0.49 s without (``tools/time_official.py
+  --gf_dim=8 --df_dim=8 --num_classes=10 --batch_size=2``, one loaded run);
+  widths between 8 and 64 were not measured;
 * 32 px: off. plain ``tf.function`` was faster (``cifar10_32`` batch 16: 7.5 s
   against 11.8 s; ``digits32`` batch 32: 0.43 s against 0.59 s), and at the
   ``tiny`` preset of the tests XLA only adds its compile time;
@@ -34,6 +39,7 @@ from sagan_tf.config import JIT_AUTO as AUTO
 from sagan_tf.config import parse_jit_compile as parse
 
 AUTO_MIN_IMAGE_SIZE = 128  # XLA measured faster at 128 px, slower at 32 px
+AUTO_MIN_WIDTH = 64  # ... at gf=df=64; slower at gf=df=8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,5 +94,10 @@ def resolve(config, strategy=None, *, workload: str = "train",
     return JitChoice(False, f"auto: off at {config.image_size} px (plain "
                             "tf.function measured faster on the CPU below "
                             f"{AUTO_MIN_IMAGE_SIZE} px)")
-  return JitChoice(True, f"auto: on at {config.image_size} px with one replica "
-                         "on the CPU (XLA measured faster)")
+  if min(config.gf_dim, config.df_dim) < AUTO_MIN_WIDTH:
+    return JitChoice(False, f"auto: off with gf_dim={config.gf_dim}, "
+                            f"df_dim={config.df_dim} (XLA measured faster only "
+                            f"from width {AUTO_MIN_WIDTH})")
+  return JitChoice(True, f"auto: on at {config.image_size} px, width "
+                         f">= {AUTO_MIN_WIDTH}, one replica on the CPU (XLA "
+                         "measured faster)")

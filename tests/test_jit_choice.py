@@ -63,13 +63,17 @@ def test_explicit_values_are_kept():
 
 
 def test_auto_rule():
-  big = TINY.replace(image_size=128)
+  big = TINY.replace(image_size=128, gf_dim=64, df_dim=64)
   assert jit_choice.resolve(big, ONE, deterministic=False).enabled
   assert "128 px" in jit_choice.resolve(big, ONE, deterministic=False).reason
   off = {
       "32 px": jit_choice.resolve(TINY, ONE, deterministic=False),
       "64 px": jit_choice.resolve(big.replace(image_size=64), ONE,
                                   deterministic=False),
+      "narrow G": jit_choice.resolve(big.replace(gf_dim=32), ONE,
+                                     deterministic=False),
+      "narrow D": jit_choice.resolve(big.replace(df_dim=8), ONE,
+                                     deterministic=False),
       "determinism": jit_choice.resolve(big, ONE, deterministic=True),
       "2 replicas": jit_choice.resolve(
           big, types.SimpleNamespace(num_replicas_in_sync=2), deterministic=False),
@@ -82,7 +86,7 @@ def test_auto_rule():
 
 
 def test_auto_reads_tensorflow_determinism(monkeypatch):
-  big = TINY.replace(image_size=128)
+  big = TINY.replace(image_size=128, gf_dim=64, df_dim=64)
   monkeypatch.setattr(jit_choice, "_op_determinism_enabled", lambda: True)
   assert not jit_choice.resolve(big, ONE).enabled
   monkeypatch.setattr(jit_choice, "_op_determinism_enabled", lambda: False)
@@ -98,5 +102,6 @@ def test_train_step_compiles_what_auto_resolves(monkeypatch):
     return ts._compiled  # pylint: disable=protected-access
   assert not compiled(TINY)  # auto at 32 px: off
   monkeypatch.setattr(jit_choice, "AUTO_MIN_IMAGE_SIZE", 32)
+  monkeypatch.setattr(jit_choice, "AUTO_MIN_WIDTH", 4)
   assert compiled(TINY)  # the same config once the rule says on
   assert not compiled(TINY.replace(jit_compile=False))
