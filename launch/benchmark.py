@@ -1,7 +1,7 @@
 r"""Times the train step (D steps + G step) or generator inference; prints one JSON line.
 
   python -m launch.benchmark --preset=imagenet128 --batch_size=4 \
-      --set=bn_group_size=0 --jit_compile
+      --set=bn_group_size=0 --jit_compile=false
   python -m launch.benchmark --preset=cifar10_32 --mode=generate --mixed_precision
   python -m launch.benchmark --preset=tiny --strategy=mirrored --cpu_replicas=2
 
@@ -12,8 +12,14 @@ the replicas too. ``--batch_size`` is global, as in training. Warm-up steps
 (tracing, XLA compilation) are excluded. Output keys: ms_per_step_{median,min,max},
 images_per_s (real images per second for train, generated for generate),
 flops_per_step (graph profiler count of the step over all replicas, forward and
-backward), achieved_gflops_per_s, peak_host_memory_mb, and the settings.
-``--jit_compile`` needs one replica (``--strategy=default``).
+backward), achieved_gflops_per_s, peak_host_memory_mb, and the settings;
+jit_compile (as asked: true, false or auto), xla (what ran) and xla_reason
+(``sagan_tf.jit_choice``); conv_gflops_per_s, the best rate TensorFlow reaches on
+the config's own 3x3 convolution shapes in this process with the step's compile
+mode (``sagan_tf.conv_rate``; conv_shape names it), and fraction_of_peak =
+achieved_gflops_per_s / conv_gflops_per_s (``--noconv_rate`` skips both).
+``--jit_compile`` (true) needs one replica (``--strategy=default``); the default,
+auto, picks XLA where it was measured faster.
 """
 import json
 import os
@@ -24,6 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from launch.jit_flag import jit_compile_flag  # noqa: E402
 from launch.overrides import parse_sets  # noqa: E402
 from sagan_tf import config as config_lib  # noqa: E402
 
@@ -33,7 +40,12 @@ _MODE = flags.DEFINE_enum("mode", "train", ["train", "generate"],
 _BATCH = flags.DEFINE_integer("batch_size", None, "Global batch (default: preset's).")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, XLA).")
-_JIT = flags.DEFINE_bool("jit_compile", False, "XLA-compile the step.")
+_JIT = flags.DEFINE_flag(jit_compile_flag(
+    "XLA-compile the step: true, false or auto (default: the config's, auto: on "
+    "where measured faster)."))
+_CONV_RATE = flags.DEFINE_bool(
+    "conv_rate", True, "Also time the config's 3x3 convolutions alone and print "
+    "conv_gflops_per_s and fraction_of_peak.")
 _MIXED = flags.DEFINE_bool("mixed_precision", False, "mixed_bfloat16 policy.")
 _STRATEGY = flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
                               "tf.distribute strategy.")
@@ -44,11 +56,13 @@ _SET = flags.DEFINE_multi_string("set", [], "field=value override of any Config 
                                  "field (repeatable).")
 
 
-def build_config(preset, batch_size=None, jit_compile=False,
+def build_config(preset, batch_size=None, jit_compile=None,
                  mixed_precision=False, sets=()):
   """The preset, then --set overrides, then the dedicated flags."""
   overrides = parse_sets(sets)
-  overrides.update(jit_compile=jit_compile, mixed_precision=mixed_precision)
+  overrides.update(mixed_precision=mixed_precision)
+  if jit_compile is not None:
+    overrides["jit_compile"] = jit_compile
   if batch_size:
     overrides["batch_size"] = batch_size
   try:
@@ -72,11 +86,14 @@ def main(argv):
     strategy_lib.replica_batch_size(strategy, config.batch_size)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
-  if config.jit_compile and strategy.num_replicas_in_sync > 1:
+  if config.jit_compile is True and strategy.num_replicas_in_sync > 1:
     raise app.UsageError("--jit_compile works with one replica only "
                          "(--strategy=default), not with "
                          f"{strategy.num_replicas_in_sync} mirrored replicas.")
   from sagan_tf import benchmark  # pylint: disable=g-import-not-at-top
+  from sagan_tf import jit_choice  # pylint: disable=g-import-not-at-top
+  choice = jit_choice.resolve(config, strategy, workload=_MODE.value)
+  asked, config = config.jit_compile, config.replace(jit_compile=choice.enabled)
 
   with tempfile.TemporaryDirectory(prefix="sagan_bench_") as workdir:
     if _MODE.value == "train":
@@ -91,13 +108,36 @@ def main(argv):
                 batch_size=config.batch_size, image_size=config.image_size,
                 gf_dim=config.gf_dim, df_dim=config.df_dim,
                 num_classes=config.num_classes, d_steps=config.d_steps,
-                jit_compile=config.jit_compile,
+                jit_compile=asked, xla=choice.enabled, xla_reason=choice.reason,
                 mixed_precision=config.mixed_precision,
                 strategy=_STRATEGY.value,
                 replicas=strategy.num_replicas_in_sync)
   result.update(benchmark.summarize(times, workload.images_per_step,
                                     workload.flops))
+  if _CONV_RATE.value:
+    result.update(peak_figures(config, strategy, result["achieved_gflops_per_s"]))
   print(json.dumps(result), flush=True)
+
+
+def peak_figures(config, strategy, achieved_gflops_per_s):
+  """conv_gflops_per_s, conv_shape, fraction_of_peak (``sagan_tf.conv_rate``).
+
+  The convolutions are those of G and D (train) or G (generate) at the
+  per-replica batch, timed with the step's compile mode and dtype.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from sagan_tf import conv_rate  # pylint: disable=g-import-not-at-top
+  batch = config.batch_size // strategy.num_replicas_in_sync
+  shapes = conv_rate.step_convs(config, batch,
+                                ("g", "d") if _MODE.value == "train" else ("g",))
+  rate = conv_rate.measure(
+      shapes, jit_compile=config.jit_compile is True,
+      dtype=tf.bfloat16 if config.mixed_precision else tf.float32)
+  return dict(conv_gflops_per_s=round(rate.gflops_per_s, 3),
+              conv_shape=str(rate.best_shape),
+              conv_weighted_gflops_per_s=round(rate.weighted_gflops_per_s, 3),
+              fraction_of_peak=round(conv_rate.fraction_of_peak(
+                  achieved_gflops_per_s, rate.gflops_per_s), 3))
 
 
 if __name__ == "__main__":

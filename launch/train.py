@@ -30,6 +30,7 @@ from absl import logging  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 
+from launch.jit_flag import jit_compile_flag  # noqa: E402
 from launch.overrides import parse_sets  # noqa: E402
 from sagan_tf import config as config_lib  # noqa: E402
 from sagan_tf import workdir as workdir_lib  # noqa: E402
@@ -52,7 +53,9 @@ _CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", None,
 _DETERMINISTIC = flags.DEFINE_bool(
     "deterministic", False, "TF op determinism: resumed runs match uninterrupted "
     "ones bit for bit (slower; not with --jit_compile).")
-_JIT = flags.DEFINE_bool("jit_compile", None, "XLA-compile the train step.")
+_JIT = flags.DEFINE_flag(jit_compile_flag(
+    "XLA-compile the train step: true, false or auto (default: the config's; "
+    "auto: on where measured faster, see sagan_tf/jit_choice.py)."))
 _DATASET = flags.DEFINE_string("dataset", None,
                                "'digits', 'tfrecord' or a prepared TFDS name.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir.")

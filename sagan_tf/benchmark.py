@@ -120,11 +120,13 @@ def generate_workload(config, strategy) -> Workload:
   """
   # pylint: disable=g-import-not-at-top
   import keras
+  from sagan_tf import jit_choice
   from sagan_tf import strategy as strategy_lib
   from sagan_tf.models import build_models
   # pylint: enable=g-import-not-at-top
   per_replica = strategy_lib.replica_batch_size(strategy, config.batch_size)
-  if config.jit_compile and strategy.num_replicas_in_sync > 1:
+  jit = jit_choice.resolve(config, strategy, workload="generate").enabled
+  if jit and strategy.num_replicas_in_sync > 1:
     # One compiled function called on every replica would read replica 0's
     # variables from the other devices (XLA forbids it).
     raise ValueError("jit_compile=True is supported with one replica only, not "
@@ -147,7 +149,7 @@ def generate_workload(config, strategy) -> Workload:
           strategy.run(replica_fn, args=(z, y)))
     return tf.function(fn)
 
-  compiled = tf.function(generate, jit_compile=True) if config.jit_compile else generate
+  compiled = tf.function(generate, jit_compile=True) if jit else generate
   step_fn = replicated(compiled)
   flops = count_flops(replicated(generate).get_concrete_function(z, labels))
   return Workload(step=lambda: step_fn(z, labels), flops=flops,

@@ -52,7 +52,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
+
+JIT_AUTO = "auto"
+
+
+def parse_jit_compile(value) -> Union[bool, str]:
+  """``True``, ``False`` or ``"auto"`` from a bool or a string (flag, JSON).
+
+  Raises ValueError naming the accepted values.
+  """
+  if isinstance(value, bool):
+    return value
+  text = str(value).strip().lower()
+  if text in ("1", "true", "yes", "on"):
+    return True
+  if text in ("0", "false", "no", "off"):
+    return False
+  if text == JIT_AUTO:
+    return JIT_AUTO
+  raise ValueError(f"jit_compile must be true, false or auto, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +110,9 @@ class Config:
   interleave_cycle_length: int = 16  # files read concurrently
   # Numerics and speed.
   mixed_precision: bool = False  # Keras "mixed_bfloat16" policy
-  jit_compile: bool = False
+  # XLA for the train step: True, False, or "auto" (on where it is supported and
+  # measured faster; resolved by sagan_tf.jit_choice.resolve).
+  jit_compile: Union[bool, str] = JIT_AUTO
   # Bookkeeping.
   seed: int = 0
   log_every: int = 100
@@ -125,6 +146,8 @@ class Config:
     need(self.bn_group_size == 0 or self.batch_size % self.bn_group_size == 0,
          "bn_group_size", f"must divide batch_size={self.batch_size} (or be 0)")
     need(self.eval_every >= 0, "eval_every", "must be >= 0; 0 is off")
+    need(isinstance(self.jit_compile, bool) or self.jit_compile == JIT_AUTO,
+         "jit_compile", "must be True, False or 'auto'")
     need(self.loss in ("hinge", "kl"), "loss", "must be 'hinge' or 'kl'")
     need(self.variant in ("official", "tfgan_estimator"), "variant",
          "must be 'official' or 'tfgan_estimator'")
@@ -213,7 +236,12 @@ def override(config: Config, overrides: Mapping[str, Any]) -> Config:
     if key not in hints:
       raise ValueError(f"Unknown config field {key!r}; fields are "
                        f"{sorted(hints)}.")
-    if isinstance(value, str):
+    if key == "jit_compile":
+      try:
+        value = parse_jit_compile(value)
+      except ValueError as e:
+        raise ValueError(f"Cannot parse {key}={value!r}: {e}") from None
+    elif isinstance(value, str):
       try:
         value = _parse(hints[key], value)
       except ValueError as e:

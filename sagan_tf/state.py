@@ -88,9 +88,9 @@ def set_process_switches(config: Config, deterministic: bool = False) -> None:
   weights, bit for bit, as an uninterrupted run to n.
 
   Raises:
-    ValueError: ``deterministic`` with ``config.jit_compile``.
+    ValueError: ``deterministic`` with ``config.jit_compile=True``.
   """
-  if deterministic and config.jit_compile:
+  if deterministic and config.jit_compile is True:  # "auto" picks off here
     raise ValueError(
         "deterministic=True cannot be combined with jit_compile=True: XLA has no "
         "deterministic kernel for the MaxPool gradient of the attention blocks.")

@@ -85,8 +85,10 @@ from __future__ import annotations
 import functools
 from typing import Callable, Dict, Optional
 
+from absl import logging
 import tensorflow as tf
 
+from sagan_tf import jit_choice
 from sagan_tf import strategy as strategy_lib
 from sagan_tf.config import Config
 from sagan_tf.losses import get_loss
@@ -170,7 +172,9 @@ class TrainStep:
                                                          config.batch_size)
     self.update_u_on_fake = bool(discriminator.variant.d_update_u_on_fake)
     self.tf1_reads = _tf1_reads(variable_reads, generator, discriminator)
-    jit = bool(config.jit_compile)
+    choice = jit_choice.resolve(config, strategy)  # "auto" -> True/False
+    logging.info("XLA for the train step: %s (%s).", choice.enabled, choice.reason)
+    jit = choice.enabled
     is_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
     if jit and strategy.num_replicas_in_sync > 1 and not is_tpu:
       # XLA cannot compile the cross-replica merge calls of MirroredStrategy
