@@ -12,7 +12,9 @@ the replicas too. ``--batch_size`` is global, as in training. Warm-up steps
 (tracing, XLA compilation) are excluded. Output keys: ms_per_step_{median,min,max},
 images_per_s (real images per second for train, generated for generate),
 flops_per_step (graph profiler count of the step over all replicas, forward and
-backward), achieved_gflops_per_s, peak_host_memory_mb, and the settings;
+backward), achieved_gflops_per_s, collectives_per_step (cross-replica reductions
+in the step graph, ``sagan_tf.benchmark.count_collectives``; 0 on one replica),
+peak_host_memory_mb, and the settings;
 jit_compile (as asked: true, false or auto), xla (what ran) and xla_reason
 (``sagan_tf.jit_choice``); conv_gflops_per_s, the best rate TensorFlow reaches on
 the config's own 3x3 convolution shapes in this process with the step's compile
@@ -113,7 +115,7 @@ def main(argv):
                 strategy=_STRATEGY.value,
                 replicas=strategy.num_replicas_in_sync)
   result.update(benchmark.summarize(times, workload.images_per_step,
-                                    workload.flops))
+                                    workload.flops, workload.collectives))
   if _CONV_RATE.value:
     result.update(peak_figures(config, strategy, result["achieved_gflops_per_s"]))
   print(json.dumps(result), flush=True)

@@ -15,26 +15,72 @@ graph, so the count is that of the global batch; "achieved FLOP/s" is FLOPs per
 step divided by the measured time per step. With several replicas the count also
 holds each replica's own copy of the batch-independent work (power iterations,
 optimizer updates): under 1% of the total on the tiny preset.
+
+Cross-replica communication is counted on the same traced step
+(``count_collectives``): every all-reduce the step launches, whichever way the
+strategy implements it. MirroredStrategy emits a ``CollectiveReduceV2`` per
+replica for ``ReplicaContext.all_reduce`` and for the optimizers' gradient
+all-reduce (all of an optimizer's gradients packed into one), but reduces values
+bound for a CPU destination (a ``MEAN``-aggregated variable written in replica
+context, ``strategy.reduce`` of the metrics) with ``ReductionToOneDevice``: an
+``AddN`` on one device over copies from the others, then copies back. Both are
+counted, once per reduction; the copies of a reduction are part of it. What a
+multi-replica step needs: one all-reduce per optimizer step (the gradients), one
+per batch-norm layer per training forward of G (the moments) plus, in the G
+step, one per batch-norm layer for the moments' gradient, and the reduction of
+the step's metrics.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import resource
 import statistics
 import time
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import tensorflow as tf
 
 
 def count_flops(concrete_function) -> int:
   """Float operations of one call of a traced ``tf.function`` (static shapes)."""
-  # pylint: disable=g-import-not-at-top
-  from tensorflow.python.profiler import model_analyzer, option_builder
-  opts = option_builder.ProfileOptionBuilder.float_operation()
-  opts["output"] = "none"
-  return int(model_analyzer.profile(concrete_function.graph,
-                                    options=opts).total_float_ops)
+  from sagan_tf import tf_compat  # pylint: disable=g-import-not-at-top
+  return tf_compat.float_ops(concrete_function.graph)
+
+
+# Ops that exchange data between replicas, each launched once per replica (TPU's
+# CrossReplicaSum once per replicated computation).
+COLLECTIVE_OPS = frozenset({
+    "CollectiveReduce", "CollectiveReduceV2", "CollectiveReduceV3",
+    "CollectiveReduceScatterV2", "CollectiveGather", "CollectiveGatherV2",
+    "CollectiveBcastSend", "CollectiveBcastSendV2", "CollectiveAllToAllV2",
+    "CollectiveAllToAllV3", "NcclAllReduce", "NcclReduce", "NcclBroadcast",
+    "CrossReplicaSum", "AllToAll", "CollectivePermute"})
+
+
+def count_collectives(concrete_function) -> int:
+  """Cross-replica reductions in one call of a traced step (see module doc).
+
+  Counts (a) collective ops (``COLLECTIVE_OPS``) on the device that holds the
+  most of them, i.e. one per all-reduce whatever the number of replicas, and
+  (b) ``AddN`` ops whose inputs come from more than one device: the reductions
+  ``ReductionToOneDevice`` builds. Ops in the graph's function library count
+  under the device they name (none: one group). 0 for a one-device step.
+  """
+  graph_def = concrete_function.graph.as_graph_def()
+  nodes = list(graph_def.node)
+  for function in graph_def.library.function:
+    nodes.extend(function.node_def)
+  per_device = collections.Counter(n.device for n in nodes
+                                   if n.op in COLLECTIVE_OPS)
+  device_of = {n.name: n.device for n in graph_def.node}
+  to_one_device = 0
+  for n in graph_def.node:
+    if n.op == "AddN":
+      devices = {device_of.get(i.split(":")[0]) for i in n.input
+                 if not i.startswith("^")}
+      to_one_device += len(devices) > 1
+  return max(per_device.values(), default=0) + to_one_device
 
 
 def peak_host_memory_mb() -> float:
@@ -61,10 +107,11 @@ def time_steps(step: Callable[[], object], steps: int, warmup: int) -> Sequence[
   return times
 
 
-def summarize(times: Sequence[float], images_per_step: int, flops: int) -> Dict:
-  """The benchmark's figures from per-step times."""
+def summarize(times: Sequence[float], images_per_step: int, flops: int,
+              collectives: Optional[int] = None) -> Dict:
+  """The benchmark's figures from per-step times (and the collective count)."""
   med = statistics.median(times)
-  return {
+  out = {
       "ms_per_step_median": round(med * 1e3, 2),
       "ms_per_step_min": round(min(times) * 1e3, 2),
       "ms_per_step_max": round(max(times) * 1e3, 2),
@@ -74,6 +121,9 @@ def summarize(times: Sequence[float], images_per_step: int, flops: int) -> Dict:
       "peak_host_memory_mb": round(peak_host_memory_mb(), 1),
       "timed_steps": len(times),
   }
+  if collectives is not None:
+    out["collectives_per_step"] = collectives
+  return out
 
 
 @dataclasses.dataclass
@@ -83,6 +133,7 @@ class Workload:
   flops: int  # per step, all replicas
   images_per_step: int  # real images (train) or generated images (generate)
   close: Callable[[], None] = lambda: None
+  collectives: int = 0  # cross-replica reductions per step (count_collectives)
 
 
 def synthetic_dataset_fn(strategy, config, skip_batches: int):
@@ -104,24 +155,25 @@ def train_workload(config, strategy, workdir: str) -> Workload:
   from sagan_tf import train as train_lib  # pylint: disable=g-import-not-at-top
   trainer = train_lib.Trainer(config, workdir, strategy,
                               dataset_fn=synthetic_dataset_fn)
-  flops = count_flops(trainer.train_step.trace(trainer.iterator))
-  return Workload(step=lambda: trainer.train_step(trainer.iterator), flops=flops,
+  traced = trainer.train_step.trace(trainer.iterator)
+  return Workload(step=lambda: trainer.train_step(trainer.iterator),
+                  flops=count_flops(traced),
                   images_per_step=config.batch_size * config.d_steps,
-                  close=trainer.close)
+                  close=trainer.close, collectives=count_collectives(traced))
 
 
 def generate_workload(config, strategy) -> Workload:
   """``config.batch_size`` images per step from a fresh generator (``training=
   False``, ``u`` not written), split evenly over the replicas of ``strategy``.
 
-  Sets the global Keras dtype policy to mixed_bfloat16 if
-  ``config.mixed_precision``. Raises ValueError for ``jit_compile`` with several
+  Builds the generator under the mixed_bfloat16 policy if
+  ``config.mixed_precision`` (the global policy is restored after). Raises ValueError for ``jit_compile`` with several
   replicas or a batch the replicas do not divide.
   """
   # pylint: disable=g-import-not-at-top
-  import keras
   from sagan_tf import jit_choice
   from sagan_tf import strategy as strategy_lib
+  from sagan_tf import models
   from sagan_tf.models import build_models
   # pylint: enable=g-import-not-at-top
   per_replica = strategy_lib.replica_batch_size(strategy, config.batch_size)
@@ -131,9 +183,7 @@ def generate_workload(config, strategy) -> Workload:
     # variables from the other devices (XLA forbids it).
     raise ValueError("jit_compile=True is supported with one replica only, not "
                      f"with {strategy.num_replicas_in_sync} replicas.")
-  if config.mixed_precision:
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-  with strategy.scope():
+  with strategy.scope(), models.dtype_policy(config.mixed_precision):
     generator, _ = build_models(config)
   # Every replica draws the same per-replica inputs: the work is that of the
   # global batch, the images are not the point.
@@ -151,6 +201,7 @@ def generate_workload(config, strategy) -> Workload:
 
   compiled = tf.function(generate, jit_compile=True) if jit else generate
   step_fn = replicated(compiled)
-  flops = count_flops(replicated(generate).get_concrete_function(z, labels))
-  return Workload(step=lambda: step_fn(z, labels), flops=flops,
-                  images_per_step=config.batch_size)
+  traced = replicated(generate).get_concrete_function(z, labels)
+  return Workload(step=lambda: step_fn(z, labels), flops=count_flops(traced),
+                  images_per_step=config.batch_size,
+                  collectives=count_collectives(traced))

@@ -47,11 +47,16 @@ Deliberate deviations from the official code:
 * Variables are Keras layer weights (``kernel``, ``bias``, ``u``) instead of TF1
   ``get_variable`` entries named ``w``/``Matrix``/``biases``; ``sagan_tf.convert`` holds
   the name map.
+* Under a multi-replica strategy ``u`` is a sync-on-read variable that each replica
+  writes on its own, with no cross-replica reduction: ``u'`` is the same on every
+  replica by construction (``sagan_tf.replica_local``).
 """
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from sagan_tf.replica_local import replica_local_weight
 
 _OFFICIAL_EPS = 1e-12
 
@@ -113,10 +118,10 @@ class _SpectralNormMixin:
   def _add_u(self, rows, cols):
     """Creates ``u`` for a `[rows, cols]` matrix view of the kernel."""
     shape = (1, cols) if self.u_space == "out" else (rows, 1)
-    self.u = self.add_weight(
-        name="u", shape=shape, trainable=False, autocast=False,
-        initializer=keras.initializers.TruncatedNormal(mean=0.0, stddev=1.0),
-        aggregation="mean")
+    # Equal on every replica by construction: written with no collective.
+    self.u = replica_local_weight(
+        self, "u", shape,
+        keras.initializers.TruncatedNormal(mean=0.0, stddev=1.0))
 
   def normalized(self, w, update_u, late_u_grad=False):
     """Returns ``w / sigma`` (float32) after one power iteration.

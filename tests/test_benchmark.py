@@ -13,6 +13,9 @@ from launch.overrides import parse_sets
 from sagan_tf import benchmark
 from sagan_tf import config as config_lib
 from sagan_tf import train as train_lib
+from sagan_tf.bn_stats import bn_layers
+from sagan_tf.models import build_models
+from tests.test_replica_sync import expected_collectives
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,6 +84,10 @@ def test_cli_train_under_two_mirrored_replicas(tmp_path):
   assert result["images_per_s"] > 0 and result["timed_steps"] == 2
   assert one_replica > 10**8  # the tiny step: about 0.6 GFLOP
   assert abs(result["flops_per_step"] - one_replica) <= 0.01 * one_replica
+  # Gradients, BN moments and metrics only (tests/test_replica_sync.py).
+  n_bn = len(bn_layers(build_models(config)[0]))
+  assert result["collectives_per_step"] == expected_collectives(config, n_bn)
+  assert workload.collectives == 0
 
 
 def test_trace_runs_nothing(tmp_path):
@@ -106,6 +113,7 @@ def test_generate_workload_splits_the_batch_over_replicas():
   assert [tuple(x.shape) for x in images] == [(config.batch_size // 2, 32, 32, 3)] * 2
   assert workload.images_per_step == single.images_per_step == config.batch_size
   assert abs(workload.flops - single.flops) <= 0.01 * single.flops
+  assert workload.collectives == single.collectives == 0  # nothing written
   with pytest.raises(ValueError, match="one replica"):
     benchmark.generate_workload(config.replace(jit_compile=True), mirrored)
 
