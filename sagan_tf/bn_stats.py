@@ -41,6 +41,7 @@ from typing import List, Optional
 import numpy as np
 import tensorflow as tf
 
+from sagan_tf import tf_compat
 from sagan_tf.normalization import BatchNorm, ConditionalBatchNorm
 
 MODES = ("moving", "standing", "batch")
@@ -85,8 +86,7 @@ class BNStats:
 
 def bn_layers(generator) -> List:
   """The generator's BN layers (conditional and plain), in tracking order."""
-  return [layer for layer in generator._flatten_layers(  # pylint: disable=protected-access
-      include_self=False, recursive=True)
+  return [layer for layer in tf_compat.sublayers(generator)
           if isinstance(layer, (ConditionalBatchNorm, BatchNorm))]
 
 

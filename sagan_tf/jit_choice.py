@@ -50,8 +50,8 @@ class JitChoice:
 
 def _op_determinism_enabled() -> bool:
   # tf.config.experimental has enable/disable but no public getter.
-  from tensorflow.python.framework import config as tf_config  # pylint: disable=g-import-not-at-top
-  return bool(tf_config.is_op_determinism_enabled())
+  from sagan_tf import tf_compat  # pylint: disable=g-import-not-at-top
+  return tf_compat.op_determinism_enabled()
 
 
 def resolve(config, strategy=None, *, workload: str = "train",

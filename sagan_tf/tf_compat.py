@@ -13,6 +13,8 @@ upgrade that moves it breaks here, with one place to fix:
 * ``op_determinism_enabled`` / ``disable_op_determinism``: TF has a public switch
   to turn op determinism on (``tf.config.experimental.enable_op_determinism``) but
   none to ask or to turn it off; tests turn it off after a deterministic run.
+* ``sublayers``: every Keras layer under a layer, in tracking order
+  (``Layer._flatten_layers``; ``Model.layers`` lists direct children only).
 * ``fresh_collective_keys``: test-only; moves the collective-key base of every
   new MirroredStrategy out of the way of the previous ones in the same process.
 """
@@ -27,6 +29,11 @@ def trackable_children(obj) -> Dict[str, object]:
   """``{name: child}`` that ``tf.train.Checkpoint`` saves under ``obj``, in the
   saver's order."""
   return obj._trackable_children(save_type="checkpoint")  # pylint: disable=protected-access
+
+
+def sublayers(layer) -> list:
+  """Every Keras layer nested under ``layer`` (not itself), depth first."""
+  return list(layer._flatten_layers(include_self=False, recursive=True))  # pylint: disable=protected-access
 
 
 def float_ops(graph: tf.Graph) -> int:
