@@ -141,8 +141,10 @@ def synthetic_dataset_fn(strategy, config, skip_batches: int):
   labels uniform), repeated and split over the replicas like the real pipeline."""
   del skip_batches
   b, s = config.batch_size, config.image_size
-  images = tf.random.uniform([b, s, s, 3], -1.0, 1.0, seed=1)
-  labels = tf.random.uniform([b], 0, config.num_classes, tf.int32, seed=2)
+  # Stateless: the same batch in every process and every call, whatever the
+  # global seed (the trainer no longer sets one; launchers do).
+  images = tf.random.stateless_uniform([b, s, s, 3], [1, 0], -1.0, 1.0)
+  labels = tf.random.stateless_uniform([b], [2, 0], 0, config.num_classes, tf.int32)
   ds = tf.data.Dataset.from_tensors((images, labels)).repeat()
   return strategy.experimental_distribute_dataset(ds)
 

@@ -14,6 +14,7 @@ import pytest
 
 from sagan_tf import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
+from sagan_tf import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,9 +46,9 @@ def test_invalid_config_json_names_the_file(tmp_path):
     _one_line_error(proc, f"{path} is not a valid sagan_tf config", "Repair it")
   # Valid JSON, wrong content: the library says the same, naming the field.
   path.write_text(json.dumps({"image_size": 32, "gf_dimm": 4}))
-  with pytest.raises(ckpt_lib.ConfigFileError, match=r"config.json is not a "
+  with pytest.raises(workdir_lib.ConfigFileError, match=r"config.json is not a "
                      r"valid sagan_tf config \(Unknown config fields \['gf_dimm'\]"):
-    ckpt_lib.load_config(str(tmp_path))
+    workdir_lib.load_config(str(tmp_path))
 
 
 def test_launcher_refuses_a_workdir_in_use(tmp_path):
