@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from sagan_tf import benchmark
 from sagan_tf import config as config_lib
+from sagan_tf import tf_compat
 from sagan_tf import train as train_lib
 from sagan_tf.bn_stats import bn_layers
 from sagan_tf.replica_local import replica_local_weight
@@ -128,7 +129,7 @@ def _checkpoint_keys(model, root):
     if isinstance(obj, keras.Variable):
       keys[id(obj)] = f"{path}/.ATTRIBUTES/VARIABLE_VALUE"
       continue
-    for name, child in obj._trackable_children(save_type="checkpoint").items():  # pylint: disable=protected-access
+    for name, child in tf_compat.trackable_children(obj).items():
       if id(child) not in seen:
         seen.add(id(child))
         queue.append((child, f"{path}/{name}"))

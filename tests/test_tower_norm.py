@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from sagan_tf import config as config_lib
+from sagan_tf import tf_compat
 from sagan_tf.models import build_models
 from sagan_tf.bn_moments import check_group_size
 from sagan_tf.normalization import BatchNorm, ConditionalBatchNorm
@@ -198,7 +199,7 @@ def test_bad_group_sizes_raise_clear_errors():
 def test_config_reaches_every_generator_norm_layer():
   config = config_lib.from_preset("tiny").replace(bn_group_size=2)
   g, _ = build_models(config)
-  norms = [l for l in g._flatten_layers()
+  norms = [l for l in tf_compat.sublayers(g)
            if isinstance(l, (BatchNorm, ConditionalBatchNorm))]
   assert len(norms) == 2 * len(g.block_names) + 1
   assert {l.group_size for l in norms} == {2}

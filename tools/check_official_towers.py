@@ -112,6 +112,7 @@ def compare_stage(out_dir, b, trials):
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from sagan_tf import convert  # pylint: disable=g-import-not-at-top
   from sagan_tf import normalization  # pylint: disable=g-import-not-at-top
+  from sagan_tf import tf_compat  # pylint: disable=g-import-not-at-top
   norm_layers = (normalization.BatchNorm, normalization.ConditionalBatchNorm)
   ref = np.load(os.path.join(out_dir, "official.npz"))
   z, y = ref["z"], ref["y"]
@@ -119,7 +120,7 @@ def compare_stage(out_dir, b, trials):
 
   def run(zz, yy, group):
     g, _ = convert.load_tf1_checkpoint(prefix, "official", num_classes=CLASSES)
-    for layer in g._flatten_layers():  # pylint: disable=protected-access
+    for layer in tf_compat.sublayers(g):
       if isinstance(layer, norm_layers):
         layer.group_size = group
     out = g(tf.constant(zz), tf.constant(yy), training=True).numpy()
