@@ -173,8 +173,9 @@ def load_models(workdir: str, checkpoint: Optional[str] = None, use_ema=True):
   return config, generator, discriminator, step
 
 
-def expected_variables(objects: Mapping[str, object]) -> Dict[str, Tuple[int, ...]]:
-  """``{checkpoint key: shape}`` that ``tf.train.Checkpoint(**objects)`` would save."""
+def checkpoint_keys(objects: Mapping[str, object]) -> Dict[str, object]:
+  """``{checkpoint key: variable}`` that ``tf.train.Checkpoint(**objects)`` would
+  save (a variable reachable twice is saved, and listed, once: its first path)."""
   out = {}
   seen = set()
   queue = collections.deque()
@@ -187,13 +188,18 @@ def expected_variables(objects: Mapping[str, object]) -> Dict[str, Tuple[int, ..
   while queue:
     obj, path = queue.popleft()
     if isinstance(obj, (tf.Variable, keras.Variable)):
-      out[path + _SUFFIX] = tuple(obj.shape)
+      out[path + _SUFFIX] = obj
       continue
     for name, child in tf_compat.trackable_children(obj).items():
       if id(child) not in seen:
         seen.add(id(child))
         queue.append((child, f"{path}/{name}"))
   return out
+
+
+def expected_variables(objects: Mapping[str, object]) -> Dict[str, Tuple[int, ...]]:
+  """``{checkpoint key: shape}`` that ``tf.train.Checkpoint(**objects)`` would save."""
+  return {key: tuple(v.shape) for key, v in checkpoint_keys(objects).items()}
 
 
 def checkpoint_variables(path: str) -> Dict[str, Tuple[int, ...]]:

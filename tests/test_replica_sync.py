@@ -3,18 +3,16 @@
 the gradients, the BN moments and the metrics only (``benchmark.count_collectives``);
 the replicas' copies stay equal; a checkpoint saved on 2 replicas resumes bit for
 bit on 2 replicas and restores into 1."""
-import collections
 import os
 import shutil
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from sagan_tf import benchmark
+from sagan_tf import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
-from sagan_tf import tf_compat
 from sagan_tf import train as train_lib
 from sagan_tf.bn_stats import bn_layers
 from sagan_tf.replica_local import replica_local_weight
@@ -119,23 +117,6 @@ def _copy_checkpoint(src_workdir, dst_workdir, step):
     f.write(f'model_checkpoint_path: "ckpt-{step}"\n')
 
 
-def _checkpoint_keys(model, root):
-  """{id(variable): checkpoint key} of ``model``'s variables, by the saver's
-  breadth-first walk (attention sub-layers are saved under attribute names)."""
-  keys, queue = {}, collections.deque([(model, root)])
-  seen = {id(model)}
-  while queue:
-    obj, path = queue.popleft()
-    if isinstance(obj, keras.Variable):
-      keys[id(obj)] = f"{path}/.ATTRIBUTES/VARIABLE_VALUE"
-      continue
-    for name, child in tf_compat.trackable_children(obj).items():
-      if id(child) not in seen:
-        seen.add(id(child))
-        queue.append((child, f"{path}/{name}"))
-  return keys
-
-
 def _restored_equal_checkpoint(trainer, saved):
   """Every copy of every non-trainable model weight (u, moving statistics; the
   trainable ones are saved under the optimizers' paths) equals the checkpoint's
@@ -143,7 +124,7 @@ def _restored_equal_checkpoint(trainer, saved):
   checked = 0
   for model, root in ((trainer.generator, "generator"),
                       (trainer.discriminator, "discriminator")):
-    keys = _checkpoint_keys(model, root)
+    keys = {id(v): k for k, v in ckpt_lib.checkpoint_keys({root: model}).items()}
     for w in model.non_trainable_weights:
       key = keys[id(w)]
       assert key in saved, key
