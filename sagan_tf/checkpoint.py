@@ -40,7 +40,6 @@ import tensorflow as tf
 from sagan_tf import tf_compat
 from sagan_tf.config import Config
 # Re-exported: callers read a workdir's config and paths from here too.
-from sagan_tf.workdir import CHECKPOINT_SUBDIR  # noqa: F401
 from sagan_tf.workdir import checkpoint_dir
 from sagan_tf.workdir import load_config
 from sagan_tf.workdir import UNREADABLE_SUBDIR
