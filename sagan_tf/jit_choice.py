@@ -7,8 +7,9 @@ side-by-side ``launch.benchmark`` runs on a 2-core AMD EPYC CPU (tensorflow-cpu
 
 * one replica (the default strategy), no op determinism, on the CPU, at 128 px
   with the official widths (gf_dim and df_dim >= 64): on. ``imagenet128`` at
-  batch 4: 5.3-5.7 s per D+G step with XLA against
-  7.3-7.5 s without (XLA's compile time, paid once per process at the first
+  batch 4: 5.51 s per D+G step with XLA against 7.83 s without
+  (``tools/time_official.py --jit_compile=auto,false``, idle 2-core AMD EPYC,
+  2026-11-23; README "Speed"; XLA's compile time, paid once per process at the first
   step, was not measured separately at 128 px);
 * 128 px with narrow models: off. With gf=df=8 (batch 2, 10 classes) XLA took
   1.5 s per step against 0.49 s without (``tools/time_official.py
