@@ -14,7 +14,9 @@ images_per_s (real images per second for train, generated for generate),
 flops_per_step (graph profiler count of the step over all replicas, forward and
 backward), achieved_gflops_per_s, collectives_per_step (cross-replica reductions
 in the step graph, ``sagan_tf.benchmark.count_collectives``; 0 on one replica),
-peak_host_memory_mb, and the settings;
+peak_host_memory_mb, minor_page_faults_per_step (median over the timed steps),
+host_allocator (bfc unless TF_CPU_ALLOCATOR_USE_BFC says otherwise: ``launch``),
+and the settings;
 jit_compile (as asked: true, false or auto), xla (what ran) and xla_reason
 (``sagan_tf.jit_choice``); conv_gflops_per_s, the best rate TensorFlow reaches on
 the config's own 3x3 convolution shapes in this process with the step's compile
@@ -103,7 +105,9 @@ def main(argv):
     else:
       workload = benchmark.generate_workload(config, strategy)
     try:
-      times = benchmark.time_steps(workload.step, _STEPS.value, _WARMUP.value)
+      faults = []
+      times = benchmark.time_steps(workload.step, _STEPS.value, _WARMUP.value,
+                                   faults)
     finally:
       workload.close()
   result = dict(preset=_PRESET.value, mode=_MODE.value,
@@ -113,12 +117,20 @@ def main(argv):
                 jit_compile=asked, xla=choice.enabled, xla_reason=choice.reason,
                 mixed_precision=config.mixed_precision,
                 strategy=_STRATEGY.value,
-                replicas=strategy.num_replicas_in_sync)
+                replicas=strategy.num_replicas_in_sync,
+                host_allocator=host_allocator())
   result.update(benchmark.summarize(times, workload.images_per_step,
-                                    workload.flops, workload.collectives))
+                                    workload.flops, workload.collectives, faults))
   if _CONV_RATE.value:
     result.update(peak_figures(config, strategy, result["achieved_gflops_per_s"]))
   print(json.dumps(result), flush=True)
+
+
+def host_allocator():
+  """"bfc" or "default": TensorFlow's host allocator in this process
+  (``TF_CPU_ALLOCATOR_USE_BFC``, which ``launch`` sets unless given)."""
+  value = os.environ.get("TF_CPU_ALLOCATOR_USE_BFC", "").strip().lower()
+  return "bfc" if value in ("1", "true") else "default"
 
 
 def peak_figures(config, strategy, achieved_gflops_per_s):

@@ -88,11 +88,19 @@ def peak_host_memory_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def time_steps(step: Callable[[], object], steps: int, warmup: int) -> Sequence[float]:
+def minor_page_faults() -> int:
+  """Minor page faults of this process so far (Linux ru_minflt)."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def time_steps(step: Callable[[], object], steps: int, warmup: int,
+               faults: Optional[list] = None) -> Sequence[float]:
   """Runs ``step`` warmup times untimed, then ``steps`` times; seconds per call.
 
   ``step`` must return something whose ``.numpy()`` (or nest of them) forces the
   computation to finish, so asynchronous execution is not mistaken for speed.
+  ``faults``, if a list, gets the minor page faults of each timed call (memory
+  the allocator took from the OS again: see ``launch/__init__.py``).
   """
   def run():
     out = step()
@@ -101,15 +109,19 @@ def time_steps(step: Callable[[], object], steps: int, warmup: int) -> Sequence[
     run()
   times = []
   for _ in range(steps):
-    t0 = time.perf_counter()
+    f0, t0 = minor_page_faults(), time.perf_counter()
     run()
     times.append(time.perf_counter() - t0)
+    if faults is not None:
+      faults.append(minor_page_faults() - f0)
   return times
 
 
 def summarize(times: Sequence[float], images_per_step: int, flops: int,
-              collectives: Optional[int] = None) -> Dict:
-  """The benchmark's figures from per-step times (and the collective count)."""
+              collectives: Optional[int] = None,
+              faults: Optional[Sequence[int]] = None) -> Dict:
+  """The benchmark's figures from per-step times (and the collective count and
+  per-step page faults)."""
   med = statistics.median(times)
   out = {
       "ms_per_step_median": round(med * 1e3, 2),
@@ -121,6 +133,8 @@ def summarize(times: Sequence[float], images_per_step: int, flops: int,
       "peak_host_memory_mb": round(peak_host_memory_mb(), 1),
       "timed_steps": len(times),
   }
+  if faults:
+    out["minor_page_faults_per_step"] = int(statistics.median(faults))
   if collectives is not None:
     out["collectives_per_step"] = collectives
   return out

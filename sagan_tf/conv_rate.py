@@ -70,8 +70,16 @@ def convs_of_graph(graph) -> List[ConvShape]:
 def step_convs(config, batch: int, models: Sequence[str] = ("g", "d")) -> List[ConvShape]:
   """3x3 convolutions of one G forward and/or one D forward at ``batch``.
 
-  Builds fresh models for ``config`` (variables included) and traces them.
+  Builds fresh models for ``config`` (variables included) and traces them, with
+  every convolution as a ``Conv2D`` op (also those ``sagan_tf.conv`` runs as a
+  matmul in the step: the peak is that of the convolutions, however computed).
   """
+  from sagan_tf import conv  # pylint: disable=g-import-not-at-top
+  with conv.as_convolutions():
+    return _traced_convs(config, batch, models)
+
+
+def _traced_convs(config, batch, models):
   from sagan_tf.models import build_models  # pylint: disable=g-import-not-at-top
   g, d = build_models(config)
   s = config.image_size

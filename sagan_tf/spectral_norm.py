@@ -50,12 +50,15 @@ Deliberate deviations from the official code:
 * Under a multi-replica strategy ``u`` is a sync-on-read variable that each replica
   writes on its own, with no cross-replica reduction: ``u'`` is the same on every
   replica by construction (``sagan_tf.replica_local``).
+* On the CPU, a 3x3 convolution whose kernel outweighs its activations runs as
+  im2col and one matmul (``sagan_tf.conv``): the same sums in another order.
 """
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 
+from sagan_tf import conv
 from sagan_tf.replica_local import replica_local_weight
 
 _OFFICIAL_EPS = 1e-12
@@ -183,7 +186,7 @@ class SNConv2D(_SpectralNormMixin, keras.layers.Layer):
 
   def call(self, x, update_u=True, late_u_grad=False):
     w = self.normalized(tf.convert_to_tensor(self.kernel), update_u, late_u_grad)
-    y = tf.nn.conv2d(x, tf.cast(w, x.dtype), strides=self.strides, padding="SAME")
+    y = conv.conv2d(x, tf.cast(w, x.dtype), self.strides)
     if self.use_bias:
       y = tf.nn.bias_add(y, tf.cast(self.bias, y.dtype))
     return y

@@ -31,7 +31,12 @@ def test_summarize_and_time_steps():
   times = benchmark.time_steps(lambda: calls.append(1) or tf.constant(1.0),
                                steps=3, warmup=2)
   assert len(calls) == 5 and len(times) == 3 and all(t >= 0 for t in times)
-  out = benchmark.summarize([0.5, 0.25, 1.0], images_per_step=8, flops=10**9)
+  faults = []
+  benchmark.time_steps(lambda: tf.constant(1.0), steps=2, warmup=1, faults=faults)
+  assert len(faults) == 2 and all(f >= 0 for f in faults)
+  out = benchmark.summarize([0.5, 0.25, 1.0], images_per_step=8, flops=10**9,
+                            faults=[30, 10, 20])
+  assert out["minor_page_faults_per_step"] == 20
   assert out["ms_per_step_median"] == 500.0
   assert out["ms_per_step_min"] == 250.0 and out["ms_per_step_max"] == 1000.0
   assert out["images_per_s"] == 16.0 and out["achieved_gflops_per_s"] == 2.0
@@ -51,6 +56,8 @@ def test_cli_prints_one_json_line():
   assert result["mode"] == "generate" and result["batch_size"] == 4
   assert result["timed_steps"] == 2 and result["flops_per_step"] > 0
   assert 0 < result["ms_per_step_min"] <= result["ms_per_step_median"]
+  assert result["host_allocator"] == "bfc"  # launch's default (launch/__init__.py)
+  assert result["minor_page_faults_per_step"] >= 0
 
 
 def _run_cli(*args):
