@@ -2,31 +2,30 @@
 
 ``"auto"`` (the default) turns XLA on only where it is supported and was measured
 faster, so that a run started without flags gets the fast path. The rule, from
-side-by-side ``launch.benchmark`` runs on a 2-core AMD EPYC CPU (tensorflow-cpu
-2.21; README "Speed"):
+``tools/speed_table.py`` (every preset, XLA off and on, in one run on the idle
+2-core AMD EPYC development machine, tensorflow-cpu 2.21, 2026-11-23; README
+"Speed" has the table and the command):
 
-* one replica (the default strategy), no op determinism, on the CPU, at 128 px
-  with the official widths (gf_dim and df_dim >= 64): on. ``imagenet128`` at
-  batch 4: 5.51 s per D+G step with XLA against 7.83 s without
-  (``tools/time_official.py --jit_compile=auto,false``, idle 2-core AMD EPYC,
-  2026-11-23; README "Speed"; XLA's compile time, paid once per process at the first
-  step, was not measured separately at 128 px);
-* 128 px with narrow models: off. With gf=df=8 (batch 2, 10 classes) XLA took
-  1.5 s per step against 0.49 s without (``tools/time_official.py
-  --gf_dim=8 --df_dim=8 --num_classes=10 --batch_size=2``, one loaded run);
-  widths between 8 and 64 were not measured;
-* 32 px: off. plain ``tf.function`` was faster (``cifar10_32`` batch 16: 7.5 s
-  against 11.8 s; ``digits32`` batch 32: 0.43 s against 0.59 s), and at the
-  ``tiny`` preset of the tests XLA only adds its compile time;
-* 64 px: off (not measured; there is no 64 px preset);
+* one replica (the default strategy), no op determinism, on the CPU, training,
+  with gf_dim and df_dim >= 64 at any size: on. ``imagenet128`` batch 4: 5.06 s
+  per D+G step with XLA against 6.22 s without; ``biggan_schedule128``: 7.37 against
+  9.03 s; ``cifar10_32`` batch 16 (5 D steps): 11.5 against 12.9 s. 64 px was not
+  measured (no preset); it lies between sizes where XLA was faster;
+* at 32 px and below, from width 8: on. ``digits32`` (gf=df=8) batch 32: 181 against
+  244 ms;
+* narrower models: off. At 128 px with gf=df=8 (batch 2, 10 classes) XLA took 1.5 s
+  per step against 0.49 s without (``tools/time_official.py --gf_dim=8 --df_dim=8
+  --num_classes=10 --batch_size=2``, one loaded run); the ``tiny`` test preset
+  (width 4, 6 steps) would pay XLA's compile time, once per process at the first
+  step, for a handful of steps;
 * several replicas of a Mirrored / MultiWorker strategy: off (XLA cannot compile
   their cross-replica merge calls: ``jit_compile=True`` is refused there);
 * TPU: the step is compiled for the TPU whatever this says;
 * op determinism (``--deterministic``): off (XLA has no deterministic kernel for
   the MaxPool gradient of the attention blocks);
 * a GPU: off (not measured here; ``jit_compile=true`` to try it);
-* generator inference (``launch.benchmark --mode=generate``): off (XLA gained
-  nothing on the CPU: 425 against 430 ms for 4 images at 128 px).
+* generator inference (``launch.benchmark --mode=generate``): off (XLA was slower
+  on the CPU: 726 against 612 ms for 4 images at 128 px).
 
 ``resolve`` is the one place that applies the rule; ``TrainStep`` logs its result.
 """
@@ -39,8 +38,9 @@ import tensorflow as tf
 from sagan_tf.config import JIT_AUTO as AUTO
 from sagan_tf.config import parse_jit_compile as parse
 
-AUTO_MIN_IMAGE_SIZE = 128  # XLA measured faster at 128 px, slower at 32 px
-AUTO_MIN_WIDTH = 64  # ... at gf=df=64; slower at gf=df=8
+AUTO_MIN_WIDTH = 64  # XLA measured faster at gf=df=64 (32 and 128 px) ...
+AUTO_MIN_WIDTH_SMALL = 8  # ... and at gf=df=8 at 32 px; slower at 8 at 128 px
+AUTO_SMALL_IMAGE_SIZE = 32  # "small": this size and below
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,18 +87,17 @@ def resolve(config, strategy=None, *, workload: str = "train",
                             "deterministic MaxPool gradient)")
   if workload != "train":
     return JitChoice(False, "auto: off for generator inference (XLA measured "
-                            "no faster on the CPU)")
+                            "slower on the CPU)")
   if tf.config.list_logical_devices("GPU"):
     return JitChoice(False, "auto: off on GPU (not measured; set "
                             "jit_compile=true to try XLA)")
-  if config.image_size < AUTO_MIN_IMAGE_SIZE:
-    return JitChoice(False, f"auto: off at {config.image_size} px (plain "
-                            "tf.function measured faster on the CPU below "
-                            f"{AUTO_MIN_IMAGE_SIZE} px)")
-  if min(config.gf_dim, config.df_dim) < AUTO_MIN_WIDTH:
+  small = config.image_size <= AUTO_SMALL_IMAGE_SIZE
+  min_width = AUTO_MIN_WIDTH_SMALL if small else AUTO_MIN_WIDTH
+  if min(config.gf_dim, config.df_dim) < min_width:
     return JitChoice(False, f"auto: off with gf_dim={config.gf_dim}, "
-                            f"df_dim={config.df_dim} (XLA measured faster only "
-                            f"from width {AUTO_MIN_WIDTH})")
+                            f"df_dim={config.df_dim} at {config.image_size} px "
+                            f"(XLA measured faster there only from width "
+                            f"{min_width})")
   return JitChoice(True, f"auto: on at {config.image_size} px, width "
-                         f">= {AUTO_MIN_WIDTH}, one replica on the CPU (XLA "
+                         f">= {min_width}, one replica on the CPU (XLA "
                          "measured faster)")

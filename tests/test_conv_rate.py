@@ -88,7 +88,7 @@ def test_benchmark_prints_the_fraction_of_peak():
   assert len(lines) == 1, proc.stdout
   r = json.loads(lines[0])
   assert r["jit_compile"] == "auto" and r["xla"] is False
-  assert r["xla_reason"].startswith("auto: off at 32 px")
+  assert r["xla_reason"].startswith("auto: off with gf_dim=4")
   assert r["conv_gflops_per_s"] > 0 and r["conv_shape"].startswith("[4,")
   assert r["conv_gflops_per_s"] >= r["conv_weighted_gflops_per_s"] > 0
   assert r["fraction_of_peak"] == pytest.approx(

@@ -28,6 +28,8 @@ def test_defaults_are_the_official_128_config():
     (["--official_src=/x", "--gf_dim=0"], "--gf_dim must be positive"),
     (["--official_src=/x", "--jit_compile=xla"], "true, false or auto"),
     (["--official_src=/x", "--paths=tf1"], "--paths takes official"),
+    (["--official_src=/x", "--official_allocators=tcmalloc"],
+     "--official_allocators takes default"),
 ])
 def test_bad_arguments_are_one_line_errors(argv, message, capsys):
   with pytest.raises(SystemExit) as e:
@@ -75,6 +77,20 @@ def test_commands_share_the_config():
           config.z_dim, config.bn_group_size) == (128, 8, 16, 10, 32, 0)
   assert (config.g_lr, config.d_lr, config.beta1, config.loss) == (
       1e-4, 4e-4, 0.0, "hinge")  # model.py's defaults, as the official child
+
+
+def test_plan_runs_the_official_graph_with_both_allocators():
+  a = time_official.parse_args(["--official_src=/src", "--jit_compile=auto,false"])
+  plan = time_official.plan(a)
+  assert [p for p, _, _ in plan] == [
+      "official", "official(bfc)", "sagan_tf(jit=auto)", "sagan_tf(jit=false)"]
+  envs = [env for _, _, env in plan]
+  assert envs[0] == {"TF_CPU_ALLOCATOR_USE_BFC": "false"}
+  assert envs[1] == {"TF_CPU_ALLOCATOR_USE_BFC": "true"}
+  assert envs[2] == envs[3] == {}  # launch sets its own default
+  a = time_official.parse_args(["--official_src=/src", "--official_allocators=bfc",
+                                "--paths=official"])
+  assert [p for p, _, _ in time_official.plan(a)] == ["official(bfc)"]
 
 
 def test_measurements_and_summary():

@@ -15,6 +15,11 @@ update then one G update:
   ``tf.train.AdamOptimizer`` ops built under ``UPDATE_OPS``. A step is one
   ``session.run`` of the D op and one of the G op, with z, fake labels, real images
   and labels fed from numpy (seeded, drawn before timing).
+* ``official(bfc)``: the same with ``TF_CPU_ALLOCATOR_USE_BFC=true``, the host
+  allocator that sagan_tf's launchers set (``launch/__init__.py``), so that the
+  comparison shows what the allocator gives and what the step does
+  (``--official_allocators``, default both; plain ``official`` runs with
+  TensorFlow's default allocator, as the official code does).
 * ``sagan_tf(jit=X)``: ``python -m launch.benchmark --preset=imagenet128`` at the
   same sizes with ``--set=bn_group_size=0`` (the official single tower normalised
   over its batch) and ``--jit_compile=X`` for each X of ``--jit_compile``
@@ -64,6 +69,9 @@ def parse_args(argv=None):
   p.add_argument("--jit_compile", default="auto",
                  help="Comma-separated launch.benchmark --jit_compile values, "
                       "one sagan_tf path each (true, false, auto).")
+  p.add_argument("--official_allocators", default="default,bfc",
+                 help="Host allocators of the official path: default "
+                      "(TensorFlow's), bfc (TF_CPU_ALLOCATOR_USE_BFC=true), or both.")
   p.add_argument("--paths", default="official,sagan_tf",
                  help="Which of official, sagan_tf to run.")
   p.add_argument("--child", choices=["official"], help=argparse.SUPPRESS)
@@ -82,6 +90,12 @@ def parse_args(argv=None):
   if bad or not args.jit_compile:
     p.error(f"--jit_compile takes true, false or auto (comma-separated), got "
             f"{bad or 'nothing'}")
+  args.official_allocators = [v.strip().lower() for v in
+                              args.official_allocators.split(",") if v.strip()]
+  if (not args.official_allocators
+      or set(args.official_allocators) - {"default", "bfc"}):
+    p.error("--official_allocators takes default and/or bfc, got "
+            f"{args.official_allocators}")
   args.paths = [v.strip() for v in args.paths.split(",") if v.strip()]
   if not args.paths or set(args.paths) - {"official", "sagan_tf"}:
     p.error(f"--paths takes official and/or sagan_tf, got {args.paths}")
@@ -171,10 +185,12 @@ def _json_line(stdout):
   return json.loads(lines[0])
 
 
-def run_child(command):
-  """Runs one measurement subprocess from the repository root; its JSON line."""
+def run_child(command, env=None):
+  """Runs one measurement subprocess from the repository root (``env`` added to
+  this process's environment); its JSON line."""
   proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
-                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+                                 **(env or {})))
   if proc.returncode != 0:
     raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}):\n"
                        f"{proc.stderr[-3000:]}")
@@ -193,7 +209,8 @@ def measurement(round_index, path, child_output):
     extra = {k: child_output[k] for k in (
         "jit_compile", "xla", "xla_reason", "flops_per_step",
         "achieved_gflops_per_s", "conv_gflops_per_s", "conv_shape",
-        "fraction_of_peak") if k in child_output}
+        "fraction_of_peak", "host_allocator", "minor_page_faults_per_step")
+        if k in child_output}
   out = dict(round=round_index, path=path, s_per_step_median=round(med, 4),
              s_per_step_min=round(lo, 4), s_per_step_max=round(hi, 4))
   out.update(extra)
@@ -210,6 +227,20 @@ def summarize(records):
           for path, v in by_path.items()}
 
 
+def plan(args):
+  """(path name, command, extra environment) of each measurement of a round."""
+  out = []
+  if "official" in args.paths:
+    for allocator in args.official_allocators:
+      bfc = allocator == "bfc"
+      out.append(("official(bfc)" if bfc else "official", official_command(args),
+                  {"TF_CPU_ALLOCATOR_USE_BFC": "true" if bfc else "false"}))
+  if "sagan_tf" in args.paths:
+    out += [(f"sagan_tf(jit={j})", sagan_command(args, j), {})
+            for j in args.jit_compile]
+  return out
+
+
 def main(argv=None):
   args = parse_args(argv)
   try:
@@ -224,15 +255,10 @@ def main(argv=None):
                                           "z_dim", "batch_size", "steps", "warmup")}
   print(json.dumps(dict(config=config, image_size=128, started=time.strftime(
       "%Y-%m-%dT%H:%M:%SZ", time.gmtime()))), flush=True)
-  plan = []
-  if "official" in args.paths:
-    plan.append(("official", official_command(args)))
-  if "sagan_tf" in args.paths:
-    plan += [(f"sagan_tf(jit={j})", sagan_command(args, j)) for j in args.jit_compile]
   records = []
   for i in range(args.rounds):
-    for path, command in plan:
-      record = measurement(i, path, run_child(command))
+    for path, command, env in plan(args):
+      record = measurement(i, path, run_child(command, env))
       records.append(record)
       print(json.dumps(record), flush=True)
   print(json.dumps({"summary": summarize(records)}), flush=True)
