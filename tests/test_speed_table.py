@@ -1,17 +1,13 @@
 """tools/speed_table.py without running the benchmark: rows, commands, the
 "auto" column, the markdown and re-rendering from saved output."""
-import importlib.util
 import json
-import os
 import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location(
-    "speed_table", os.path.join(REPO, "tools", "speed_table.py"))
-speed_table = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(speed_table)
+from tests.tools_import import load_tool
+
+speed_table = load_tool("speed_table")
 
 from sagan_tf import config as config_lib  # noqa: E402
 

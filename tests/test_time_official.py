@@ -1,16 +1,14 @@
 """tools/time_official.py without the official code: arguments, the error for a
 missing or wrong --official_src, the commands it runs and its summary."""
-import importlib.util
 import os
 import sys
 
 import pytest
 
+from tests.tools_import import load_tool
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location(
-    "time_official", os.path.join(REPO, "tools", "time_official.py"))
-time_official = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(time_official)
+time_official = load_tool("time_official")
 
 
 def test_defaults_are_the_official_128_config():
