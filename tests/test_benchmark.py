@@ -1,8 +1,4 @@
 """sagan_tf.benchmark and launch.benchmark: FLOP counting, figures, the JSON line."""
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 import tensorflow as tf
@@ -15,9 +11,8 @@ from sagan_tf import config as config_lib
 from sagan_tf import train as train_lib
 from sagan_tf.bn_stats import bn_layers
 from sagan_tf.models import build_models
+from tests.benchmark_cli import json_line, run_cli
 from tests.test_replica_sync import expected_collectives
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_count_flops_of_a_matmul():
@@ -44,35 +39,13 @@ def test_summarize_and_time_steps():
 
 
 def test_cli_prints_one_json_line():
-  proc = subprocess.run(
-      [sys.executable, "-m", "launch.benchmark", "--preset=tiny",
-       "--mode=generate", "--steps=2", "--warmup=1"],
-      cwd=REPO, capture_output=True, text=True, timeout=300,
-      env=dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2"))
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
-  assert len(lines) == 1, proc.stdout
-  result = json.loads(lines[0])
+  result = json_line(run_cli("--preset=tiny", "--mode=generate", "--steps=2",
+                             "--warmup=1", timeout=300))
   assert result["mode"] == "generate" and result["batch_size"] == 4
   assert result["timed_steps"] == 2 and result["flops_per_step"] > 0
   assert 0 < result["ms_per_step_min"] <= result["ms_per_step_median"]
   assert result["host_allocator"] == "bfc"  # launch's default (launch/__init__.py)
   assert result["minor_page_faults_per_step"] >= 0
-
-
-def _run_cli(*args):
-  proc = subprocess.run(
-      [sys.executable, "-m", "launch.benchmark", *args],
-      cwd=REPO, capture_output=True, text=True, timeout=1800,
-      env=dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2"))
-  return proc
-
-
-def _json_line(proc):
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
-  assert len(lines) == 1, proc.stdout
-  return json.loads(lines[0])
 
 
 def test_cli_train_under_two_mirrored_replicas(tmp_path):
@@ -84,7 +57,7 @@ def test_cli_train_under_two_mirrored_replicas(tmp_path):
                                       str(tmp_path))
   workload.close()
   one_replica = workload.flops
-  result = _json_line(_run_cli("--preset=tiny", "--strategy=mirrored",
+  result = json_line(run_cli("--preset=tiny", "--strategy=mirrored",
                                "--cpu_replicas=2", "--steps=2", "--warmup=1"))
   assert result["replicas"] == 2 and result["strategy"] == "mirrored"
   assert result["mode"] == "train" and result["batch_size"] == config.batch_size
@@ -126,7 +99,7 @@ def test_generate_workload_splits_the_batch_over_replicas():
 
 
 def test_cli_rejects_a_set_without_equals_before_building_anything():
-  proc = _run_cli("--preset=tiny", "--set=batch_size")
+  proc = run_cli("--preset=tiny", "--set=batch_size")
   assert proc.returncode != 0
   assert "--set expects field=value, got 'batch_size'" in proc.stderr
 

@@ -1,7 +1,4 @@
 """sagan_tf.conv_rate (the benchmark's peak convolution rate) and its printout."""
-import os
-import subprocess
-import sys
 
 import pytest
 import tensorflow as tf
@@ -9,8 +6,8 @@ import tensorflow as tf
 from sagan_tf import benchmark
 from sagan_tf import config as config_lib
 from sagan_tf import conv_rate
+from tests.benchmark_cli import json_line, run_cli
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = config_lib.from_preset("tiny")
 
 
@@ -77,16 +74,8 @@ def test_time_conv_runs_the_shape_in_both_compile_modes():
 
 
 def test_benchmark_prints_the_fraction_of_peak():
-  proc = subprocess.run(
-      [sys.executable, "-m", "launch.benchmark", "--preset=tiny", "--steps=2",
-       "--warmup=1", "--jit_compile=auto"],
-      cwd=REPO, capture_output=True, text=True, timeout=1800,
-      env=dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2"))
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  import json  # pylint: disable=g-import-not-at-top
-  lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
-  assert len(lines) == 1, proc.stdout
-  r = json.loads(lines[0])
+  r = json_line(run_cli("--preset=tiny", "--steps=2", "--warmup=1",
+                        "--jit_compile=auto"))
   assert r["jit_compile"] == "auto" and r["xla"] is False
   assert r["xla_reason"].startswith("auto: off with gf_dim=4")
   assert r["conv_gflops_per_s"] > 0 and r["conv_shape"].startswith("[4,")
