@@ -89,8 +89,8 @@ def markdown(results):
           "collectives | peak host MiB |")
   lines = [head, "|" + " --- |" * 14]
   for row, r in results:
-    mode = row.mode if row.preset not in ("cifar10_32",) else \
-        f"{row.mode} (d_steps {r['d_steps']})"
+    mode = (f"{row.mode} (d_steps {r['d_steps']})"
+            if row.mode == "train" and r["d_steps"] > 1 else row.mode)
     frac = r.get("fraction_of_peak")
     lines.append(
         f"| {row.preset} | {mode} | {row.batch} | {row.replicas} | "
