@@ -42,7 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from sagan_tf import tf_compat
-from sagan_tf.normalization import BatchNorm, ConditionalBatchNorm
+from sagan_tf.layers.normalization import BatchNorm, ConditionalBatchNorm
 
 MODES = ("moving", "standing", "batch")
 DEFAULT_MODE = "standing"

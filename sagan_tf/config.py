@@ -93,7 +93,7 @@ class Config:
   d_attention: Optional[Tuple[int, ...]] = None
   variant: str = "official"
   # Examples per generator batch-norm group in training (tower BN, see
-  # sagan_tf.normalization); 0 = the whole global batch.
+  # sagan_tf.layers.normalization); 0 = the whole global batch.
   bn_group_size: int = 0
   # Optimisation.
   batch_size: int = 256  # global, over all replicas

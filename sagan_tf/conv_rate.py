@@ -71,10 +71,10 @@ def step_convs(config, batch: int, models: Sequence[str] = ("g", "d")) -> List[C
   """3x3 convolutions of one G forward and/or one D forward at ``batch``.
 
   Builds fresh models for ``config`` (variables included) and traces them, with
-  every convolution as a ``Conv2D`` op (also those ``sagan_tf.conv`` runs as a
+  every convolution as a ``Conv2D`` op (also those ``sagan_tf.layers.conv`` runs as a
   matmul in the step: the peak is that of the convolutions, however computed).
   """
-  from sagan_tf import conv  # pylint: disable=g-import-not-at-top
+  from sagan_tf.layers import conv  # pylint: disable=g-import-not-at-top
   with conv.as_convolutions():
     return _traced_convs(config, batch, models)
 

@@ -29,8 +29,8 @@ import keras
 import tensorflow as tf
 
 from sagan_tf import architecture as arch_lib
-from sagan_tf.attention import AttentionPlacement
-from sagan_tf.spectral_norm import SNConv2D, SNDense, SNEmbedding
+from sagan_tf.layers.attention import AttentionPlacement
+from sagan_tf.layers.spectral_norm import SNConv2D, SNDense, SNEmbedding
 
 
 def downsample2x(x):
@@ -92,7 +92,7 @@ class Discriminator(AttentionPlacement, keras.Model):
   return_attention=False, late_u_grad=False)``: images `[N, S, S, 3]` in
   [-1, 1], labels `[N]` int -> logits `[N]` float32. ``late_u_grad``: every SN
   layer's W-gradient through ``u W^T`` is taken at the post-iteration ``u'`` (TF
-  1.x RefVariable reads; see ``sagan_tf.spectral_norm``).
+  1.x RefVariable reads; see ``sagan_tf.layers.spectral_norm``).
   """
 
   def __init__(self, image_size=128, df_dim=64, num_classes=1000, attention=None,

@@ -27,9 +27,9 @@ import keras
 import tensorflow as tf
 
 from sagan_tf import architecture as arch_lib
-from sagan_tf.attention import AttentionPlacement
-from sagan_tf.normalization import BatchNorm, ConditionalBatchNorm
-from sagan_tf.spectral_norm import SNConv2D, SNDense
+from sagan_tf.layers.attention import AttentionPlacement
+from sagan_tf.layers.normalization import BatchNorm, ConditionalBatchNorm
+from sagan_tf.layers.spectral_norm import SNConv2D, SNDense
 
 
 def upsample2x(x):
@@ -77,14 +77,14 @@ class Generator(AttentionPlacement, keras.Model):
       takes the architecture's default (32 for 64/128 px, 16 for 32 px).
     variant: "official" or "tfgan_estimator" numerics.
     bn_group_size: examples per batch-norm group in training (the official
-      towers' 64; 0 = the whole global batch). See ``sagan_tf.normalization``.
+      towers' 64; 0 = the whole global batch). See ``sagan_tf.layers.normalization``.
 
   Call: ``generator(z, labels, training=False, update_u=None,
   return_attention=False, late_u_grad=False)`` with z `[N, z_dim]` float and
   labels `[N]` int -> images `[N, S, S, 3]` in [-1, 1] (and, with
   ``return_attention``, a dict resolution -> attention map `[N, r*r, r*r/4]`).
   ``late_u_grad``: every SN layer's W-gradient through ``u W^T`` is taken at the
-  post-iteration ``u'`` (TF 1.x RefVariable reads; see ``sagan_tf.spectral_norm``).
+  post-iteration ``u'`` (TF 1.x RefVariable reads; see ``sagan_tf.layers.spectral_norm``).
   """
 
   def __init__(self, image_size=128, gf_dim=64, num_classes=1000, z_dim=128,

@@ -38,7 +38,7 @@ read and, by ``u.assign(u')``, written. Two consequences, both reproduced by
    W-gradient through ``u W^T`` was taken at ``u'`` in every layer whose ``u`` the
    same run wrote: both D passes in the D op, every G layer in the G op (G writes
    ``u`` on each forward), not D's layers in the G op (nothing writes them there).
-   Here: ``late_u_grad=True`` on exactly those passes (``sagan_tf.spectral_norm``).
+   Here: ``late_u_grad=True`` on exactly those passes (``sagan_tf.layers.spectral_norm``).
 
 Both matter while ``u`` is far from the top singular vector, e.g. from an official
 initialisation (``u`` not even unit-norm): on tests/data/official_train_kl the

@@ -1,9 +1,9 @@
-"""sagan_tf.attention.SelfAttention: gate, softmax rows, numbers, u updates."""
+"""sagan_tf.layers.attention.SelfAttention: gate, softmax rows, numbers, u updates."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf.attention import SelfAttention
+from sagan_tf.layers.attention import SelfAttention
 
 
 def _layer(u_space="out", c=16, hw=4, seed=0):

@@ -1,10 +1,10 @@
-"""sagan_tf.conv: the im2col matmul equals the convolution, and when it is used."""
+"""sagan_tf.layers.conv: the im2col matmul equals the convolution, and when it is used."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf import conv
-from sagan_tf import spectral_norm
+from sagan_tf.layers import conv
+from sagan_tf.layers import spectral_norm
 
 
 def _inputs(x_shape, k, out, seed=0):

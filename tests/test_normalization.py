@@ -1,9 +1,9 @@
-"""sagan_tf.normalization: per-class CBN, moving statistics, g_bn's Bessel update."""
+"""sagan_tf.layers.normalization: per-class CBN, moving statistics, g_bn's Bessel update."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf.normalization import BatchNorm, ConditionalBatchNorm, batch_moments
+from sagan_tf.layers.normalization import BatchNorm, ConditionalBatchNorm, batch_moments
 
 
 def _x(shape=(4, 3, 3, 5), seed=0):

@@ -1,4 +1,4 @@
-"""Replica-local ``u`` and BN moving statistics (``sagan_tf.replica_local``) under a
+"""Replica-local ``u`` and BN moving statistics (``sagan_tf.layers.replica_local``) under a
 2-replica MirroredStrategy on logical CPUs: the step's cross-replica reductions are
 the gradients, the BN moments and the metrics only (``benchmark.count_collectives``);
 the replicas' copies stay equal; a checkpoint saved on 2 replicas resumes bit for
@@ -15,8 +15,8 @@ from sagan_tf import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
 from sagan_tf import train as train_lib
 from sagan_tf.bn_stats import bn_layers
-from sagan_tf.replica_local import replica_local_weight
-from sagan_tf.spectral_norm import SNDense
+from sagan_tf.layers.replica_local import replica_local_weight
+from sagan_tf.layers.spectral_norm import SNDense
 from sagan_tf.train_step import METRICS
 
 # d_steps 2 so that every term of the expected count has its own factor.

@@ -1,9 +1,9 @@
-"""sagan_tf.spectral_norm: sigma, u updates, gradients, both u spaces, clipping."""
+"""sagan_tf.layers.spectral_norm: sigma, u updates, gradients, both u spaces, clipping."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf.spectral_norm import SNConv2D, SNDense, SNEmbedding, power_iteration
+from sagan_tf.layers.spectral_norm import SNConv2D, SNDense, SNEmbedding, power_iteration
 
 SPACES = ("out", "in")
 

@@ -111,7 +111,7 @@ def compare_stage(out_dir, b, trials):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from sagan_tf import convert  # pylint: disable=g-import-not-at-top
-  from sagan_tf import normalization  # pylint: disable=g-import-not-at-top
+  from sagan_tf.layers import normalization  # pylint: disable=g-import-not-at-top
   from sagan_tf import tf_compat  # pylint: disable=g-import-not-at-top
   norm_layers = (normalization.BatchNorm, normalization.ConditionalBatchNorm)
   ref = np.load(os.path.join(out_dir, "official.npz"))

@@ -32,9 +32,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from sagan_tf.bn_moments import (batch_moments, grouped_moments,
+from sagan_tf.layers.bn_moments import (batch_moments, grouped_moments,
                                  sequential_moving_average)
-from sagan_tf.replica_local import replica_local_weight
+from sagan_tf.layers.replica_local import replica_local_weight
 
 
 def _normalize(x, mean, var, gamma, beta, eps):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from sagan_tf.spectral_norm import SNConv2D
+from sagan_tf.layers.spectral_norm import SNConv2D
 
 
 class SelfAttention(keras.layers.Layer):
@@ -31,7 +31,7 @@ class SelfAttention(keras.layers.Layer):
 
   Args:
     u_space, clip_sigma: spectral-norm variant of the 1x1 convs (see
-      ``sagan_tf.spectral_norm``); TF-GAN uses ``W / sigma`` here even where its
+      ``sagan_tf.layers.spectral_norm``); TF-GAN uses ``W / sigma`` here even where its
       other layers clip, so ``clip_sigma`` defaults to False.
   """
 

@@ -1,4 +1,4 @@
-"""Batch-norm moments of the generator's batch norms (``sagan_tf.normalization``):
+"""Batch-norm moments of the generator's batch norms (``sagan_tf.layers.normalization``):
 over the whole global batch (all-reduced across replicas), or per group of
 consecutive examples (tower BN), and the moving-average update per group.
 
@@ -47,7 +47,7 @@ group table is the same on every replica, so the moving statistics stay identica
 across replicas. (With decay d, a lost update instead leaves a d-per-step average
 of one random tower's moments.) The G per-group updates are computed in a tensor
 and written with one assign, on each replica to its own copy (no cross-replica
-reduction: the copies are equal by construction, ``sagan_tf.replica_local``).
+reduction: the copies are equal by construction, ``sagan_tf.layers.replica_local``).
 
 Verification: the same tool shows the normalisation itself matches the official
 towers (largest generator-output difference 7.1e-6 and 8.3e-6 in two runs of the
@@ -69,7 +69,7 @@ Deliberate deviations from the official code:
 These all-reduces (one per batch-norm layer per training forward pass, and their
 gradients in the G step) are the only cross-replica communication of the batch
 norms: the moving statistics, computed on every replica from the same all-reduced
-moments, are written without one (``sagan_tf.replica_local``).
+moments, are written without one (``sagan_tf.layers.replica_local``).
 """
 from __future__ import annotations
 

@@ -49,17 +49,17 @@ Deliberate deviations from the official code:
   the name map.
 * Under a multi-replica strategy ``u`` is a sync-on-read variable that each replica
   writes on its own, with no cross-replica reduction: ``u'`` is the same on every
-  replica by construction (``sagan_tf.replica_local``).
+  replica by construction (``sagan_tf.layers.replica_local``).
 * On the CPU, a 3x3 convolution whose kernel outweighs its activations runs as
-  im2col and one matmul (``sagan_tf.conv``): the same sums in another order.
+  im2col and one matmul (``sagan_tf.layers.conv``): the same sums in another order.
 """
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 
-from sagan_tf import conv
-from sagan_tf.replica_local import replica_local_weight
+from sagan_tf.layers import conv
+from sagan_tf.layers.replica_local import replica_local_weight
 
 _OFFICIAL_EPS = 1e-12
 

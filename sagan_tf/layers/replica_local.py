@@ -6,7 +6,7 @@ same on every replica: ``u' = l2n(l2n(u W^T) W)`` from the stored ``u`` and the
 mirrored kernel ``W`` (identical after every optimizer step, which applies the
 all-reduced gradients); a moving statistic from its stored value and batch
 moments that are already all-reduced (cross-replica BN) or all-gathered (the
-tower BN group table, ``sagan_tf.bn_moments``). Every replica runs the same ops on
+tower BN group table, ``sagan_tf.layers.bn_moments``). Every replica runs the same ops on
 the same values on the same kind of device, so the new values agree bit for bit,
 and averaging them across replicas would only cost a reduction per write (one
 per ``u`` and per BN statistic in every forward pass that writes them: the

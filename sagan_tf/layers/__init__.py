@@ -1,0 +1,1 @@
+"""The layers: SN convolution, dense and embedding, batch norms and their moments, self-attention, replica-local weights."""
