@@ -20,7 +20,7 @@ import tensorflow as tf
 from absl import logging
 
 from eval import evaluate
-from sagan_tf.models import build_models
+from sagan_tf.models.builder import build_models
 
 DEFAULT_NUM_SAMPLES = 5_000
 

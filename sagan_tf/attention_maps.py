@@ -109,7 +109,7 @@ def attention_maps(generator, z, labels, queries: Sequence[Query],
   """Attention distributions of each generator attention block for the queries.
 
   Args:
-    generator: a ``sagan_tf.generator.Generator`` with at least one attention block.
+    generator: a ``sagan_tf.models.generator.Generator`` with at least one attention block.
     z: `[N, z_dim]` noise; labels: `[N]` int classes.
     queries: pixels `(y, x)` of the output image.
     return_images: also return the generated images.

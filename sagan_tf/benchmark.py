@@ -189,8 +189,8 @@ def generate_workload(config, strategy) -> Workload:
   # pylint: disable=g-import-not-at-top
   from sagan_tf import jit_choice
   from sagan_tf import strategy as strategy_lib
-  from sagan_tf import models
-  from sagan_tf.models import build_models
+  from sagan_tf.models import builder as models
+  from sagan_tf.models.builder import build_models
   # pylint: enable=g-import-not-at-top
   per_replica = strategy_lib.replica_batch_size(strategy, config.batch_size)
   jit = jit_choice.resolve(config, strategy, workload="generate").enabled

@@ -112,7 +112,7 @@ def compute_standing_statistics(generator, passes: int = DEFAULT_PASSES,
   for a mirrored generator: the averages are assigned to every replica's copy).
 
   Args:
-    generator: a built ``sagan_tf.generator.Generator`` (e.g. from
+    generator: a built ``sagan_tf.models.generator.Generator`` (e.g. from
       ``checkpoint.load_models``).
     passes: forward passes whose batch moments are averaged.
     batch_size: samples per pass.

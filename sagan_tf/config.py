@@ -45,7 +45,7 @@ up to step 750 (it averages the early weights).
 
 ``biggan_schedule128`` is ``imagenet128`` with BigGAN's training schedule (Brock et
 al. 2019): two D steps per G step, Adam beta2 0.999, global batch 256, and an EMA
-generator (decay 0.9999, averaging from step 20,000; see ``sagan_tf.ema``).
+generator (decay 0.9999, averaging from step 20,000; see ``sagan_tf.models.ema``).
 Everything else, tower batch norm and the input pipeline included, is
 ``imagenet128``'s (BigGAN itself normalised over the whole batch: add
 ``--set=bn_group_size=0``).

@@ -80,7 +80,7 @@ def step_convs(config, batch: int, models: Sequence[str] = ("g", "d")) -> List[C
 
 
 def _traced_convs(config, batch, models):
-  from sagan_tf.models import build_models  # pylint: disable=g-import-not-at-top
+  from sagan_tf.models.builder import build_models  # pylint: disable=g-import-not-at-top
   g, d = build_models(config)
   s = config.image_size
   counts = collections.Counter()

@@ -32,7 +32,7 @@ no attention scope means no attention (the official ``generator``/``discriminato
 when not given (image size from the number of generator blocks).
 
 The models are the sagan_tf ones with ``variant=layout`` (see
-``sagan_tf.architecture.VARIANTS``): the official generator writes ``u`` on every
+``sagan_tf.models.architecture.VARIANTS``): the official generator writes ``u`` on every
 forward (also at inference) and its discriminator on the real pass only; TF-GAN's
 generator writes ``u`` only when training and its discriminator on both passes.
 Checked against checkpoints written by both codes (tests/test_convert.py): images
@@ -53,13 +53,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from sagan_tf import architecture as arch_lib
+from sagan_tf.models import architecture as arch_lib
 from sagan_tf import checkpoint as ckpt_lib
 from sagan_tf import workdir as workdir_lib
 from sagan_tf.checkpoint import CheckpointMismatchError
 from sagan_tf.config import Config
-from sagan_tf.models import build_models
-from sagan_tf.models import config_of
+from sagan_tf.models.builder import build_models
+from sagan_tf.models.builder import config_of
 from sagan_tf.tf1_names import BASE_SCOPES
 from sagan_tf.tf1_names import check_layout as _check_layout
 from sagan_tf.tf1_names import discriminator_name_map

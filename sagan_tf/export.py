@@ -74,7 +74,7 @@ def export_generator(generator, output_dir: str,
   """Writes ``generator`` as a SavedModel into ``output_dir``; returns the path.
 
   Args:
-    generator: a ``sagan_tf.generator.Generator`` (the EMA one for EMA samples),
+    generator: a ``sagan_tf.models.generator.Generator`` (the EMA one for EMA samples),
       its BN statistics as they should be served.
     output_dir: a new or empty directory (any tf.io.gfile path).
     batch_statistics: serve with each request's batch moments.

@@ -29,7 +29,7 @@ from absl import logging
 import keras
 import tensorflow as tf
 
-from sagan_tf import models
+from sagan_tf.models import builder as models
 from sagan_tf import safe_checkpoints as safe
 from sagan_tf.config import Config
 
@@ -76,7 +76,7 @@ def optional_ema(config: Config, generator) -> Optional[object]:
   """An ``EMA`` of the generator if ``config.ema_decay > 0`` (inside the scope)."""
   if config.ema_decay <= 0:
     return None
-  from sagan_tf import ema as ema_lib  # pylint: disable=g-import-not-at-top
+  from sagan_tf.models import ema as ema_lib  # pylint: disable=g-import-not-at-top
   return ema_lib.EMA(generator, decay=config.ema_decay, start_step=config.ema_start)
 
 
@@ -107,7 +107,7 @@ class RunState:
     step: int64 scalar variable, the global step.
     generator, discriminator: built models.
     g_optimizer, d_optimizer: built Adams, or None (inference).
-    ema: a ``sagan_tf.ema.EMA`` or None; checkpointed as ``ema_generator``.
+    ema: a ``sagan_tf.models.ema.EMA`` or None; checkpointed as ``ema_generator``.
     checkpoint: the ``tf.train.Checkpoint`` over ``items()``.
   """
 

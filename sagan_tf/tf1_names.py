@@ -173,7 +173,7 @@ def generator_name_map(generator, layout: str, scope: str | None = None):
   """[(checkpoint name, Keras variable, checkpoint shape)] for a built generator.
 
   Args:
-    generator: a built ``sagan_tf.generator.Generator``.
+    generator: a built ``sagan_tf.models.generator.Generator``.
     layout: ``"official"`` or ``"tfgan_estimator"``.
     scope: the generator's scope in the checkpoint; None: the bare one
       (``BASE_SCOPES``), e.g. ``"Generator/generator"`` for a TF-GAN estimator.
@@ -201,7 +201,7 @@ def discriminator_name_map(discriminator, layout: str, scope: str | None = None)
   """[(checkpoint name, Keras variable, checkpoint shape)] for a built D.
 
   Args:
-    discriminator: a built ``sagan_tf.discriminator.Discriminator``.
+    discriminator: a built ``sagan_tf.models.discriminator.Discriminator``.
     layout: ``"official"`` or ``"tfgan_estimator"``.
     scope: the discriminator's scope in the checkpoint; None: the bare one.
   """

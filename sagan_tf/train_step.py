@@ -135,7 +135,7 @@ class TrainStep:
     generator, discriminator: built models.
     g_optimizer, d_optimizer: built Keras optimizers.
     step: int64 scalar variable, the global step; incremented once per call.
-    ema: optional ``sagan_tf.ema.EMA`` updated after each G step.
+    ema: optional ``sagan_tf.models.ema.EMA`` updated after each G step.
     noise_fn: optional ``noise_fn(batch, step, substep, replica_id) -> (z
       [batch, z_dim] float32, labels [batch] int32)``, the noise of each
       substep (``substep == config.d_steps`` is the G step; ``step`` is the

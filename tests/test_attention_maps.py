@@ -8,7 +8,7 @@ import tensorflow as tf
 from PIL import Image
 
 from sagan_tf import attention_maps as am
-from sagan_tf.generator import Generator
+from sagan_tf.models.generator import Generator
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,7 @@ def test_sample_cli_writes_attention_figure(tmp_path):
   from sagan_tf import checkpoint as ckpt_lib
   from sagan_tf.config import from_preset
   from sagan_tf.images import to_uint8
-  from sagan_tf.models import build_models
+  from sagan_tf.models.builder import build_models
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   config = from_preset("tiny")
   g, d = build_models(config)

@@ -10,7 +10,7 @@ from sagan_tf import benchmark
 from sagan_tf import config as config_lib
 from sagan_tf import train as train_lib
 from sagan_tf.bn_stats import bn_layers
-from sagan_tf.models import build_models
+from sagan_tf.models.builder import build_models
 from tests.benchmark_cli import json_line, run_cli
 from tests.test_replica_sync import expected_collectives
 

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from sagan_tf import bn_stats
 from sagan_tf.config import from_preset
-from sagan_tf.models import build_models
+from sagan_tf.models.builder import build_models
 
 
 def _generator(seed=0):

@@ -7,7 +7,7 @@ from sagan_tf import config as config_lib
 from sagan_tf import checkpoint as ckpt_lib
 from sagan_tf import state as state_lib
 from sagan_tf import workdir as workdir_lib
-from sagan_tf.models import build_models
+from sagan_tf.models.builder import build_models
 
 TINY = config_lib.from_preset("tiny")
 

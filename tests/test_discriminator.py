@@ -1,9 +1,9 @@
-"""sagan_tf.discriminator: shapes per size, official parameter count, projection, u."""
+"""sagan_tf.models.discriminator: shapes per size, official parameter count, projection, u."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf.discriminator import Discriminator
+from sagan_tf.models.discriminator import Discriminator
 
 
 def _count(variables):

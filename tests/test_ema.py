@@ -1,4 +1,4 @@
-"""Tests for sagan_tf.ema: update arithmetic, start step, strategies, checkpoints."""
+"""Tests for sagan_tf.models.ema: update arithmetic, start step, strategies, checkpoints."""
 import keras
 import numpy as np
 import pytest
@@ -6,9 +6,9 @@ import tensorflow as tf
 
 from sagan_tf import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
-from sagan_tf.ema import EMA
-from sagan_tf.generator import Generator
-from sagan_tf.models import build_models
+from sagan_tf.models.ema import EMA
+from sagan_tf.models.generator import Generator
+from sagan_tf.models.builder import build_models
 
 
 def _tiny_generator():

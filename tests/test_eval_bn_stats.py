@@ -16,7 +16,7 @@ from sagan_tf import bn_stats as bn_stats_lib
 from sagan_tf import checkpoint as checkpoint_lib
 from sagan_tf import export as export_lib
 from sagan_tf.config import from_preset
-from sagan_tf.models import build_models
+from sagan_tf.models.builder import build_models
 
 SMALL = dict(dc.RECIPE, width=(4, 8), features=8)
 PROTOCOL = dict(num_samples=20, num_real=30, batch_size=10)

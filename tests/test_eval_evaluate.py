@@ -17,7 +17,7 @@ from eval import sampling
 from eval.testing import save_tiny_classifier
 from sagan_tf import checkpoint as checkpoint_lib
 from sagan_tf.config import from_preset
-from sagan_tf.models import build_models
+from sagan_tf.models.builder import build_models
 from tests.test_eval_cli import np_kid
 from tests.test_eval_manifold import _brute as brute_prdc
 

@@ -19,7 +19,7 @@ from eval import sampling
 from eval.testing import save_tiny_classifier
 from sagan_tf import checkpoint as checkpoint_lib
 from sagan_tf.config import from_preset
-from sagan_tf.models import build_models
+from sagan_tf.models.builder import build_models
 
 NUM_REAL = 40
 PROTOCOL = evaluate.Protocol(bn_stats="moving", num_samples=60, num_real=NUM_REAL,

@@ -13,8 +13,8 @@ from sagan_tf import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
 from sagan_tf import export as export_lib
 from sagan_tf import images as images_lib
-from sagan_tf.ema import EMA
-from sagan_tf.models import build_models
+from sagan_tf.models.ema import EMA
+from sagan_tf.models.builder import build_models
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

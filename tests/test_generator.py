@@ -1,9 +1,9 @@
-"""sagan_tf.generator: shapes per size, official parameter count, u/BN semantics."""
+"""sagan_tf.models.generator: shapes per size, official parameter count, u/BN semantics."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf.generator import Generator, upsample2x
+from sagan_tf.models.generator import Generator, upsample2x
 
 
 def _count(variables):

@@ -9,7 +9,7 @@ import tensorflow as tf
 # test files in the same process) defines too.
 from launch import jit_flag
 from launch import train as launch_train
-from sagan_tf import architecture
+from sagan_tf.models import architecture
 from sagan_tf import config as config_lib
 from sagan_tf import jit_choice
 from sagan_tf import train_step as step_lib

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf.discriminator import Discriminator
-from sagan_tf.generator import Generator
+from sagan_tf.models.discriminator import Discriminator
+from sagan_tf.models.generator import Generator
 from sagan_tf.layers.normalization import batch_moments
 
 _G = dict(image_size=32, gf_dim=2, num_classes=3, z_dim=8)

@@ -12,7 +12,7 @@ import pytest
 from eval import digits_classifier as dc
 from sagan_tf import checkpoint as checkpoint_lib
 from sagan_tf.config import from_preset
-from sagan_tf.models import build_models
+from sagan_tf.models.builder import build_models
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

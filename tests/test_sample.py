@@ -13,7 +13,7 @@ from eval import sampling
 from sagan_tf import checkpoint as checkpoint_lib
 from sagan_tf.config import from_preset
 from sagan_tf.images import to_uint8
-from sagan_tf.models import build_models
+from sagan_tf.models.builder import build_models
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

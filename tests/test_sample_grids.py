@@ -12,7 +12,7 @@ from eval import grids
 from eval import sampling
 from sagan_tf import checkpoint as checkpoint_lib
 from sagan_tf.config import from_preset
-from sagan_tf.models import build_models
+from sagan_tf.models.builder import build_models
 from sagan_tf.layers.normalization import ConditionalBatchNorm
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from sagan_tf import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
-from sagan_tf import models
+from sagan_tf.models import builder as models
 from sagan_tf import state as state_lib
 from sagan_tf import tf_compat
 

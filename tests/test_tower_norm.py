@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from sagan_tf import config as config_lib
 from sagan_tf import tf_compat
-from sagan_tf.models import build_models
+from sagan_tf.models.builder import build_models
 from sagan_tf.layers.bn_moments import check_group_size
 from sagan_tf.layers.normalization import BatchNorm, ConditionalBatchNorm
 

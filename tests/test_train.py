@@ -18,7 +18,7 @@ from sagan_tf import state as state_lib
 from sagan_tf import strategy as strategy_lib
 from sagan_tf import summaries
 from sagan_tf import train as train_lib
-from sagan_tf.models import build_models
+from sagan_tf.models.builder import build_models
 from sagan_tf.checkpoint import CheckpointMismatchError
 from sagan_tf.layers.spectral_norm import power_iteration
 from tests.test_summaries import read_events

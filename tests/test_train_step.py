@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf import architecture
+from sagan_tf.models import architecture
 from sagan_tf import config as config_lib
 from sagan_tf import state as state_lib
 from sagan_tf import strategy as strategy_lib
 from sagan_tf import summaries
 from sagan_tf import train_step as step_lib
-from sagan_tf.models import build_models
+from sagan_tf.models.builder import build_models
 
 TINY = config_lib.from_preset("tiny")
 

@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sagan_tf.discriminator import Discriminator
-from sagan_tf.generator import Generator
+from sagan_tf.models.discriminator import Discriminator
+from sagan_tf.models.generator import Generator
 
 
 def _hinge(real_logits, fake_logits):

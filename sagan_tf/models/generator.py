@@ -1,6 +1,6 @@
 """The SAGAN generator (official ``generator.generator_test``), for 32, 64 and 128 px.
 
-Layout (see ``sagan_tf.architecture`` for the per-size tables)::
+Layout (see ``sagan_tf.models.architecture`` for the per-size tables)::
 
     z [N, z_dim] -> SNDense -> [N, 4, 4, g_in*gf]
     -> up blocks (CBN, ReLU, x2 nearest, SNConv3x3, CBN, ReLU, SNConv3x3
@@ -26,7 +26,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from sagan_tf import architecture as arch_lib
+from sagan_tf.models import architecture as arch_lib
 from sagan_tf.layers.attention import AttentionPlacement
 from sagan_tf.layers.normalization import BatchNorm, ConditionalBatchNorm
 from sagan_tf.layers.spectral_norm import SNConv2D, SNDense

@@ -40,8 +40,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from sagan_tf import models
-from sagan_tf.generator import Generator
+from sagan_tf.models import builder as models
+from sagan_tf.models.generator import Generator
 
 
 def _tf_variable(v):

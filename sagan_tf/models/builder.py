@@ -12,8 +12,8 @@ from typing import Optional, Union
 import keras
 
 from sagan_tf.config import Config
-from sagan_tf.discriminator import Discriminator
-from sagan_tf.generator import Generator
+from sagan_tf.models.discriminator import Discriminator
+from sagan_tf.models.generator import Generator
 
 
 @contextlib.contextmanager

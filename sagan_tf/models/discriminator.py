@@ -1,6 +1,6 @@
 """The SAGAN projection discriminator (official ``discriminator.discriminator_test``).
 
-Layout (see ``sagan_tf.architecture`` for the per-size tables)::
+Layout (see ``sagan_tf.models.architecture`` for the per-size tables)::
 
     image [N, S, S, 3] -> optimized block (SNConv3x3, ReLU, SNConv3x3, avgpool
                           + shortcut: avgpool, SNConv1x1)
@@ -28,7 +28,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from sagan_tf import architecture as arch_lib
+from sagan_tf.models import architecture as arch_lib
 from sagan_tf.layers.attention import AttentionPlacement
 from sagan_tf.layers.spectral_norm import SNConv2D, SNDense, SNEmbedding
 
