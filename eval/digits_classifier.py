@@ -9,7 +9,7 @@ same TF-GAN metric code, plus the class accuracy of conditional samples.
 
 Recipe (``RECIPE``; every field keys the cache):
 
-* data: ``sagan_tf.data_sources.load_digits_images(32)`` (the 1797 digits as
+* data: ``sagan_tf.data.sources.load_digits_images(32)`` (the 1797 digits as
   training sees them: 32x32, dark ink on white, RGB, then x * 2 / 255 - 1), split
   by a seeded permutation into 1497 training and 300 held-out images;
 * model: 2x2 average pool to 16x16 (the digits hold 8x8 pixels of information) -
@@ -66,7 +66,7 @@ def build_model(recipe: dict):
 
 
 def _data(recipe: dict):
-  from sagan_tf.data_sources import load_digits_images  # pylint: disable=g-import-not-at-top
+  from sagan_tf.data.sources import load_digits_images  # pylint: disable=g-import-not-at-top
   images, labels = load_digits_images(recipe["image_size"])
   x = images.astype(np.float32) * (2.0 / 255.0) - 1.0
   order = np.random.default_rng(recipe["seed"]).permutation(len(x))

@@ -7,7 +7,7 @@ subset size and a format version, make the cache key; the file is
 ``CACHE_DIR/real_stats_<sha1 of the key>.npz`` and stores the key too, which is
 checked on load. Changing any of them computes (and caches) new statistics.
 
-Real images come from ``sagan_tf.data.make_dataset(config, batch_size, split=...,
+Real images come from ``sagan_tf.data.pipeline.make_dataset(config, batch_size, split=...,
 shuffle=False, repeat=False)``: the first ``num_real`` images of the split in file
 order, as the official eval read the first 50,000 training images
 (``utils_ori.get_real_activations``; its shuffle buffer of 5,000 is not reproduced,
@@ -88,7 +88,7 @@ def _save(path: str, key: dict, arrays: dict):
 
 
 def _default_dataset_fn(config, batch_size: int, split: str):
-  from sagan_tf.data import make_dataset  # pylint: disable=g-import-not-at-top
+  from sagan_tf.data.pipeline import make_dataset  # pylint: disable=g-import-not-at-top
   return make_dataset(config, batch_size, split=split, shuffle=False, repeat=False)
 
 
@@ -126,7 +126,7 @@ def real_stats(config, classifier, *, num_real: int, split: Optional[str] = None
     batch_size: images per classifier call.
     kid_max_samples: size of the KID subset kept.
     dataset_fn: ``(config, batch_size, split) -> iterable of (images, labels)``
-      batches; default ``sagan_tf.data.make_dataset`` without shuffling or repeat.
+      batches; default ``sagan_tf.data.pipeline.make_dataset`` without shuffling or repeat.
     intra_fid_classes: k > 0: also the per-class statistics of classes 0..k-1
       (``SetStats.per_class``; classes with fewer than 2 images are left out).
 

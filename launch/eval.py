@@ -195,7 +195,7 @@ def _check_digits_run(workdir):
 def _evaluate_workdir(evaluate, classifier, kwargs):
   if _DOWNLOAD.value:  # real-image statistics need the run's dataset
     # pylint: disable=g-import-not-at-top
-    from sagan_tf import data
+    from sagan_tf.data import pipeline as data
     from sagan_tf import workdir as workdir_lib
     try:
       data.prepare_if_tfds(workdir_lib.load_config(_WORKDIR.value))

@@ -127,7 +127,7 @@ def main(argv):
                         _DATA_DIR.value, _SET.value)
   # pylint: disable=g-import-not-at-top
   from sagan_tf import checkpoint as ckpt_lib
-  from sagan_tf import data
+  from sagan_tf.data import pipeline as data
   from sagan_tf import workdir_lock
   # pylint: enable=g-import-not-at-top
   if _DOWNLOAD.value:

@@ -69,8 +69,8 @@ from sagan_tf.config import Config
 
 
 def default_dataset_fn(strategy, config: Config, skip_batches: int):
-  """The input pipeline of ``sagan_tf.data`` (distributed, seeded, skippable)."""
-  from sagan_tf import data  # pylint: disable=g-import-not-at-top
+  """The input pipeline of ``sagan_tf.data.pipeline`` (distributed, seeded, skippable)."""
+  from sagan_tf.data import pipeline as data  # pylint: disable=g-import-not-at-top
   return data.distributed_dataset(strategy, config, skip_batches=skip_batches)
 
 
@@ -102,7 +102,7 @@ class Trainer:
     workdir: run directory (created if missing).
     strategy: a ``tf.distribute`` strategy (default: the default strategy).
     dataset_fn: ``(strategy, config, skip_batches) -> distributed dataset`` of
-      (images, labels) per-replica batches; default ``sagan_tf.data``.
+      (images, labels) per-replica batches; default ``sagan_tf.data.pipeline``.
     on_log: called with a ``summaries.Progress`` at every log step.
     on_eval: ``(step, generator) -> result`` called every ``config.eval_every``
       steps and at the end (when eval_every > 0) with the generator samples come

@@ -8,7 +8,7 @@ at a large step, on a synthetic official-format TFRecord set.
 Writes the set first if ``--dir`` holds none (``--num_files`` files of
 ``--records_per_file`` records of ``--image_size`` px; the defaults, 1024 x 1251
 records, are ImageNet's 1.28M training images). Then, for step 0 and for
-``--step``, builds ``sagan_tf.data.make_dataset`` exactly as a resumed
+``--step``, builds ``sagan_tf.data.pipeline.make_dataset`` exactly as a resumed
 ``imagenet128`` run does (global batch ``--batch``, ``d_steps`` from the preset,
 one replica, so ``skip_batches = step * d_steps``) and times until the first
 batch is in memory: glob, the record-count scan of every file (cold: no counts
@@ -30,9 +30,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from sagan_tf import config as config_lib  # noqa: E402
-from sagan_tf import data  # noqa: E402
-from sagan_tf import data_order  # noqa: E402
-from sagan_tf import record_io  # noqa: E402
+from sagan_tf.data import pipeline as data  # noqa: E402
+from sagan_tf.data import order as data_order  # noqa: E402
+from sagan_tf.data import records as record_io  # noqa: E402
 
 
 def write_set(directory, num_files, per_file, size, num_classes):
@@ -89,7 +89,7 @@ def main():
     position = skip * cfg.batch_size
     source_units = None
     if position:
-      from sagan_tf import data_sources  # pylint: disable=g-import-not-at-top
+      from sagan_tf.data import sources as data_sources  # pylint: disable=g-import-not-at-top
       src = data_sources.tfrecord_source(cfg)
       source_units = data_order.Units(src.n, src.read, src.counts)
       epoch, block, window, within = order.locate(source_units, position)

@@ -7,7 +7,7 @@ Writes into DIR (``<task type>_<index>`` names this worker):
 
 * ``<name>_init``: a checkpoint of the trainer's state right before the first step
   (the initial weights, for "both workers start alike" and "training changed them");
-* ``<name>.json``: for each input pipeline ``sagan_tf.data`` builds here, its input
+* ``<name>.json``: for each input pipeline ``sagan_tf.data.pipeline`` builds here, its input
   context, batch size, and the labels and an image digest of its first batch (read
   with a separate iterator; the trainer's own stream is untouched).
 """
@@ -19,7 +19,7 @@ import sys
 from absl import app
 
 from launch import train as launch_train
-from sagan_tf import data as data_lib
+from sagan_tf.data import pipeline as data_lib
 from sagan_tf import train as train_lib
 
 _RECORD_DIR = os.environ["SAGAN_MW_RECORD"]

@@ -1,12 +1,12 @@
-"""Tests for sagan_tf.data: sources, determinism, sharding, distribution, errors."""
+"""Tests for sagan_tf.data.pipeline: sources, determinism, sharding, distribution, errors."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from sagan_tf import config as config_lib
-from sagan_tf import data
-from sagan_tf import tfds_source
-from sagan_tf.data import DataError
+from sagan_tf.data import pipeline as data
+from sagan_tf.data import tfds_source
+from sagan_tf.data.pipeline import DataError
 
 
 def tiny(**changes):

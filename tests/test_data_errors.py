@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from sagan_tf import config as config_lib
-from sagan_tf import data
+from sagan_tf.data import pipeline as data
 from sagan_tf import strategy as strategy_lib
-from sagan_tf.data import DataError
+from sagan_tf.data.pipeline import DataError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,13 +1,13 @@
-"""sagan_tf.data_order through make_dataset: epochs, blocks, windows, exact and
+"""sagan_tf.data.order through make_dataset: epochs, blocks, windows, exact and
 cheap resume, sharding by file."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from sagan_tf import config as config_lib
-from sagan_tf import data
-from sagan_tf import data_order
-from sagan_tf import data_sources
+from sagan_tf.data import pipeline as data
+from sagan_tf.data import order as data_order
+from sagan_tf.data import sources as data_sources
 
 SIZES = [1, 2, 3, 4, 5, 6, 7]  # records per file: 28 in all, unequal blocks
 TOTAL = sum(SIZES)

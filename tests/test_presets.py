@@ -3,7 +3,7 @@ both file readers, and imagenet128 carries the official run's values."""
 import numpy as np
 
 from sagan_tf import config as config_lib
-from sagan_tf import data
+from sagan_tf.data import pipeline as data
 from tests.test_data import tag_of, tagged_images
 
 
@@ -23,8 +23,8 @@ def test_interleave_cycle_length_orders_tfrecord_files(tmp_path):
 
 
 def test_interleave_cycle_length_reaches_tfds(tmp_path, monkeypatch):
-  # TFDS datasets are read from their files by sagan_tf.data_order, like TFRecords.
-  from sagan_tf import data_order  # pylint: disable=g-import-not-at-top
+  # TFDS datasets are read from their files by sagan_tf.data.order, like TFRecords.
+  from sagan_tf.data import order as data_order  # pylint: disable=g-import-not-at-top
   from tests.test_tfds_prepare import SaganTestTinyImages, write_pngs  # pylint: disable=g-import-not-at-top
   seen = []
   order = data_order.Order

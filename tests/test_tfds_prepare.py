@@ -14,9 +14,9 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from sagan_tf import config as config_lib
-from sagan_tf import data
-from sagan_tf import tfds_source
-from sagan_tf.data import DataError
+from sagan_tf.data import pipeline as data
+from sagan_tf.data import tfds_source
+from sagan_tf.data.pipeline import DataError
 
 SOURCE_DIR_ENV = "SAGAN_TF_TEST_TINY_IMAGES"
 

@@ -1,8 +1,8 @@
-"""TensorFlow Datasets as a ``sagan_tf.data`` source (``Config.dataset`` naming a
+"""TensorFlow Datasets as a ``sagan_tf.data.pipeline`` source (``Config.dataset`` naming a
 TFDS dataset with 'image' and 'label' features), and its one-time preparation.
 
 Reading is offline, from the prepared TFRecord files in ``Config.data_dir`` (one
-unit per file instruction of the split; see ``sagan_tf.data_sources`` for units and
+unit per file instruction of the split; see ``sagan_tf.data.sources`` for units and
 errors); only ``prepare_tfds_dataset`` downloads.
 
 Deliberate deviation: TFDS images (not in the official code) are centre-cropped to
@@ -16,12 +16,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from sagan_tf.data_sources import DataError, Source, runtime_check
+from sagan_tf.data.sources import DataError, Source, runtime_check
 
 # tf.data functions here have no Python control flow (see data_sources).
 _graph_fn = tf.autograph.experimental.do_not_convert
 _TFDS_FIX = ("Prepare it once with `tfds build {name} --data_dir=DIR` (or "
-             "`sagan_tf.data.prepare_tfds_dataset(config)` while online; ImageNet "
+             "`sagan_tf.data.pipeline.prepare_tfds_dataset(config)` while online; ImageNet "
              "needs its archives placed in DIR/downloads/manual first), then pass "
              "--data_dir=DIR (Config.data_dir) pointing at the prepared copy.")
 

@@ -1,12 +1,12 @@
-"""Example sources for ``sagan_tf.data``: scikit-learn digits and official-format
-TFRecords (TensorFlow Datasets: ``sagan_tf.tfds_source``).
+"""Example sources for ``sagan_tf.data.pipeline``: scikit-learn digits and official-format
+TFRecords (TensorFlow Datasets: ``sagan_tf.data.tfds_source``).
 
 Each source returns a ``Source``: ``n`` units (files; one in-memory array for
 digits), a ``read`` function giving one unit's raw elements (encoded bytes, plus
 the file path), the units' record counts, and a ``decode`` function mapping a raw
 element to ``(image float32 [S, S, 3] in [-1, 1], label int32)``. Decoding is kept
-apart so that ``sagan_tf.data`` can order, shard and skip cheap raw elements
-before the expensive decode (``sagan_tf.data_order``).
+apart so that ``sagan_tf.data.pipeline`` can order, shard and skip cheap raw elements
+before the expensive decode (``sagan_tf.data.order``).
 
 Errors: bad inputs found while building the pipeline raise ``DataError`` naming
 the file and the fix (no file, an unreadable or truncated file, a first record of
@@ -36,7 +36,7 @@ from typing import Callable, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from sagan_tf import record_io
+from sagan_tf.data import records as record_io
 
 Decode = Callable[..., Tuple[tf.Tensor, tf.Tensor]]
 # tf.data functions here have no Python control flow: AutoGraph has nothing to
@@ -70,7 +70,7 @@ class Source:
 
 def runtime_error_line(error: Exception, source_files: Sequence[str] = ()
                        ) -> Optional[str]:
-  """One line for an error raised while iterating a ``sagan_tf.data`` pipeline.
+  """One line for an error raised while iterating a ``sagan_tf.data.pipeline`` pipeline.
 
   A failed record check (wrong image size, label out of range) comes back as its
   message, which names the file; a reader error (``DataLossError``: a corrupted or
@@ -212,7 +212,7 @@ def _check_first_record(path: str, size: int, num_classes: int) -> bool:
     raise DataError(
         f"{path}: first record is not in the official SAGAN format (features "
         f"'image_raw' bytes and 'label' int64): {e.message.splitlines()[0]}. "
-        "Write files with sagan_tf.data.write_official_tfrecord.") from None
+        "Write files with sagan_tf.data.pipeline.write_official_tfrecord.") from None
   got = int(tf.strings.length(example["image_raw"]))
   if got != size * size * 3:
     raise DataError(

@@ -1,8 +1,8 @@
 """Input pipelines: batches of (images [B, S, S, 3] float32 in [-1, 1], labels [B]
 int32) from scikit-learn digits, official-format TFRecords or TensorFlow Datasets.
 
-``Config.dataset`` picks the source (``sagan_tf.data_sources``,
-``sagan_tf.tfds_source``):
+``Config.dataset`` picks the source (``sagan_tf.data.sources``,
+``sagan_tf.data.tfds_source``):
   * ``"digits"``: scikit-learn's bundled 1797 8x8 digits, upscaled (offline);
   * ``"tfrecord"``: the official SAGAN TFRecord format from
     ``Config.tfrecord_pattern``;
@@ -10,7 +10,7 @@ int32) from scikit-learn digits, official-format TFRecords or TensorFlow Dataset
     ``Config.data_dir`` (never downloaded here: see ``prepare_tfds_dataset``).
 
 Order of operations: units (files) -> this pipeline's shard -> the seeded
-epoch/block/window order of ``sagan_tf.data_order`` -> decode -> batch ->
+epoch/block/window order of ``sagan_tf.data.order`` -> decode -> batch ->
 prefetch. The order is a function of (seed, epoch), so ``skip_batches=k`` starts
 exactly where an uninterrupted run is after k batches, and finds that position
 by arithmetic: a resume reads at most one block of records
@@ -25,7 +25,7 @@ Deliberate deviations from the official input_fn (dataset.py):
   * the official pipeline shuffles sloppily (non-deterministic interleave, unseeded
     shuffle buffer) and a restart began from a fresh shuffle; this one is
     deterministic for a given seed and resumes where it stopped, with a windowed
-    shuffle within blocks of files (``sagan_tf.data_order``);
+    shuffle within blocks of files (``sagan_tf.data.order``);
   * noise and fake labels are not drawn here (the train step draws them);
   * labels and record sizes are checked (see data_sources).
 """
@@ -36,13 +36,13 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from sagan_tf import data_order
-from sagan_tf import data_sources
+from sagan_tf.data import order as data_order
+from sagan_tf.data import sources as data_sources
 from sagan_tf import strategy as strategy_lib
-from sagan_tf import tfds_source
-from sagan_tf.data_sources import (  # noqa: F401  (public re-exports)
+from sagan_tf.data import tfds_source
+from sagan_tf.data.sources import (  # noqa: F401  (public re-exports)
     DataError, load_digits_images, write_official_tfrecord)
-from sagan_tf.tfds_source import (  # noqa: F401  (public re-exports)
+from sagan_tf.data.tfds_source import (  # noqa: F401  (public re-exports)
     is_tfds_dataset, prepare_if_tfds, prepare_tfds_dataset)
 
 __all__ = ["DataError", "make_dataset", "distributed_dataset", "load_digits_images",
