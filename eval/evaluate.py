@@ -68,7 +68,7 @@ from eval import metrics
 from eval import real_stats as real_stats_lib
 from eval import results
 from sagan_tf import bn_stats as bn_stats_lib
-from sagan_tf import checkpoint as checkpoint_lib
+from sagan_tf.run import checkpoint as checkpoint_lib
 
 # Kept under their old names: the result files (eval.results) and the two-set
 # comparison (eval.image_sets) were part of this module.

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from eval import manifold
 from sagan_tf import bn_stats as bn_stats_lib
-from sagan_tf.workdir import eval_dir
+from sagan_tf.run.workdir import eval_dir
 
 # The TensorBoard scalars eval/<name>, when the result has them.
 SCALARS = ("IS", "FID", "KID", "class_accuracy", "intra_fid") + manifold.PRDC_NAMES

@@ -153,7 +153,7 @@ def write_samples(workdir: str, request: SampleRequest,
   """
   # pylint: disable=g-import-not-at-top
   from sagan_tf import bn_stats as bn_stats_lib
-  from sagan_tf import checkpoint as checkpoint_lib
+  from sagan_tf.run import checkpoint as checkpoint_lib
   # pylint: enable=g-import-not-at-top
   config, generator, _, step = checkpoint_lib.load_models(
       workdir, checkpoint=checkpoint, use_ema=use_ema)

@@ -10,7 +10,7 @@ functions called directly (``generator/...``): the scopes are found in the
 checkpoint. Model sizes (classes, widths, z, image size) are inferred from the
 checkpoint unless given. The workdir (config.json + checkpoints/ckpt-N, N the
 checkpoint's ``global_step``, 0 without one) is read back by
-``sagan_tf.checkpoint.load_models``, so launch.sample / launch.eval / launch.train
+``sagan_tf.run.checkpoint.load_models``, so launch.sample / launch.eval / launch.train
 take it as --workdir. The logic lives in ``sagan_tf.convert``.
 """
 from absl import app
@@ -41,7 +41,7 @@ def sagan_tf_workdir_of(source: str):
   ``ckpt-N`` prefix there) is a sagan_tf TF2 checkpoint, else None."""
   import os  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from sagan_tf import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from sagan_tf.run import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   candidates = [source, os.path.dirname(source),
                 os.path.dirname(os.path.dirname(source.rstrip("/")))]
   for workdir in candidates:

@@ -172,7 +172,7 @@ def main(argv):
 
   kwargs = dict(strategy=strategy, cache_dir=_CACHE_DIR.value,
                 use_ema=_USE_EMA.value, log_every=_LOG_EVERY.value)
-  from sagan_tf import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from sagan_tf.run import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   try:
     _evaluate_workdir(evaluate, classifier, kwargs)
   # Not a workdir, no checkpoint yet, or a config.json that does not parse.
@@ -181,7 +181,7 @@ def main(argv):
 
 
 def _check_digits_run(workdir):
-  from sagan_tf import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from sagan_tf.run import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   try:
     config = workdir_lib.load_config(workdir)
   except (FileNotFoundError, workdir_lib.ConfigFileError) as e:
@@ -196,7 +196,7 @@ def _evaluate_workdir(evaluate, classifier, kwargs):
   if _DOWNLOAD.value:  # real-image statistics need the run's dataset
     # pylint: disable=g-import-not-at-top
     from sagan_tf.data import pipeline as data
-    from sagan_tf import workdir as workdir_lib
+    from sagan_tf.run import workdir as workdir_lib
     try:
       data.prepare_if_tfds(workdir_lib.load_config(_WORKDIR.value))
     except data.DataError as e:  # one line, no traceback

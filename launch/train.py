@@ -33,7 +33,7 @@ import tensorflow as tf  # noqa: E402
 from launch.jit_flag import jit_compile_flag  # noqa: E402
 from launch.overrides import parse_sets  # noqa: E402
 from sagan_tf import config as config_lib  # noqa: E402
-from sagan_tf import workdir as workdir_lib  # noqa: E402
+from sagan_tf.run import workdir as workdir_lib  # noqa: E402
 
 _PRESET = flags.DEFINE_enum("preset", None, sorted(config_lib.PRESETS),
                             "Config preset; default: the workdir's config.json.")
@@ -126,9 +126,9 @@ def main(argv):
                         _CHECKPOINT_EVERY.value, _JIT.value, _DATASET.value,
                         _DATA_DIR.value, _SET.value)
   # pylint: disable=g-import-not-at-top
-  from sagan_tf import checkpoint as ckpt_lib
+  from sagan_tf.run import checkpoint as ckpt_lib
   from sagan_tf.data import pipeline as data
-  from sagan_tf import workdir_lock
+  from sagan_tf.run import lock as workdir_lock
   # pylint: enable=g-import-not-at-top
   if _DOWNLOAD.value:
     try:
@@ -138,7 +138,7 @@ def main(argv):
   from sagan_tf import summaries  # pylint: disable=g-import-not-at-top
   from sagan_tf import train as train_lib  # pylint: disable=g-import-not-at-top
   logging.info("Strategy: %s", strategy_lib.describe(strategy))
-  from sagan_tf import state as state_lib  # pylint: disable=g-import-not-at-top
+  from sagan_tf.run import state as state_lib  # pylint: disable=g-import-not-at-top
   try:  # process-wide: the model-initialisation seed and op determinism
     state_lib.set_process_switches(config, deterministic=_DETERMINISTIC.value)
   except ValueError as e:

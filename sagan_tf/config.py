@@ -178,7 +178,7 @@ class Config:
   def save(self, workdir: str) -> str:
     """Writes ``config.json`` into workdir (any ``tf.io.gfile`` path, e.g.
     gs://); returns its path."""
-    from sagan_tf import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+    from sagan_tf.run import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
     return workdir_lib.save_config(workdir, self)
 
 

@@ -54,9 +54,9 @@ import numpy as np
 import tensorflow as tf
 
 from sagan_tf.models import architecture as arch_lib
-from sagan_tf import checkpoint as ckpt_lib
-from sagan_tf import workdir as workdir_lib
-from sagan_tf.checkpoint import CheckpointMismatchError
+from sagan_tf.run import checkpoint as ckpt_lib
+from sagan_tf.run import workdir as workdir_lib
+from sagan_tf.run.checkpoint import CheckpointMismatchError
 from sagan_tf.config import Config
 from sagan_tf.models.builder import build_models
 from sagan_tf.models.builder import config_of

@@ -110,7 +110,7 @@ def export_workdir(workdir: str, output_dir: str, checkpoint=None,
   """
   # pylint: disable=g-import-not-at-top
   from sagan_tf import bn_stats as bn_stats_lib
-  from sagan_tf import checkpoint as ckpt_lib
+  from sagan_tf.run import checkpoint as ckpt_lib
   if tf.io.gfile.isdir(output_dir) and tf.io.gfile.listdir(output_dir):
     raise FileExistsError(f"Export directory {output_dir!r} is not empty.")
   path = checkpoint or ckpt_lib.latest_checkpoint(workdir)

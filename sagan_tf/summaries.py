@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from sagan_tf import images as images_lib
-from sagan_tf import workdir as workdir_lib
+from sagan_tf.run import workdir as workdir_lib
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -6,7 +6,7 @@ upgrade that moves it breaks here, with one place to fix:
 
 * ``trackable_children``: the children ``tf.train.Checkpoint`` saves under an
   object (``Trackable._trackable_children``), to compute checkpoint keys without
-  writing a checkpoint (``sagan_tf.checkpoint.expected_variables``).
+  writing a checkpoint (``sagan_tf.run.checkpoint.expected_variables``).
 * ``float_ops``: the FLOP count of a graph from TF's profiler
   (``tensorflow.python.profiler.model_analyzer``; ``tf.profiler.experimental``
   profiles time, not FLOPs).

@@ -5,9 +5,9 @@
     result = trainer.run()                          # to config.train_steps
     # or: train(config, workdir, strategy, on_log=...)
 
-The run's state (what a checkpoint holds) is ``sagan_tf.state.RunState``; paths and
+The run's state (what a checkpoint holds) is ``sagan_tf.run.state.RunState``; paths and
 resume checks (same model shape in config.json, checkpoint variables that match
-the models) are ``sagan_tf.workdir``'s. The trainer rewrites ``config.json`` at
+the models) are ``sagan_tf.run.workdir``'s. The trainer rewrites ``config.json`` at
 each start, saves checkpoints, writes TensorBoard scalars and sample grids.
 
 Checkpoints are written every ``config.checkpoint_every`` steps, at the end, and
@@ -20,11 +20,11 @@ only and leave the others failing with ``UnavailableError``). On TPU one Python
 process drives every core, so the local handler is already coordinated (TF's
 handler supports only Google-internal TPUs: on Cloud TPU VMs it does nothing).
 
-Damage control (``sagan_tf.safe_checkpoints``): a resume uses the newest readable,
+Damage control (``sagan_tf.run.safe_checkpoints``): a resume uses the newest readable,
 finite checkpoint and sets newer damaged ones aside; no save writes NaN/inf
 (``NonFiniteWeightsError``); a failed write raises ``CheckpointWriteError`` naming
 the intact previous checkpoint. One trainer per workdir: the chief holds
-``sagan_tf.workdir_lock`` until ``close`` (a second trainer gets
+``sagan_tf.run.lock`` until ``close`` (a second trainer gets
 ``WorkdirLockedError`` naming the holder).
 
 Resume: the data position is not checkpointed: the input pipeline is rebuilt with
@@ -57,14 +57,14 @@ from typing import Callable, Dict, Optional
 import numpy as np
 import tensorflow as tf
 
-from sagan_tf import checkpoint as ckpt_lib
-from sagan_tf import safe_checkpoints as safe
-from sagan_tf import state as state_lib
+from sagan_tf.run import checkpoint as ckpt_lib
+from sagan_tf.run import safe_checkpoints as safe
+from sagan_tf.run import state as state_lib
 from sagan_tf import strategy as strategy_lib
 from sagan_tf import summaries
 from sagan_tf import train_step as step_lib
-from sagan_tf import workdir as workdir_lib
-from sagan_tf import workdir_lock
+from sagan_tf.run import workdir as workdir_lib
+from sagan_tf.run import lock as workdir_lock
 from sagan_tf.config import Config
 
 

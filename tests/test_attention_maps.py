@@ -143,7 +143,7 @@ def test_sample_cli_writes_attention_figure(tmp_path):
   import subprocess
   import sys
   from eval import sampling
-  from sagan_tf import checkpoint as ckpt_lib
+  from sagan_tf.run import checkpoint as ckpt_lib
   from sagan_tf.config import from_preset
   from sagan_tf.images import to_uint8
   from sagan_tf.models.builder import build_models

@@ -1,12 +1,12 @@
-"""Workdir config compatibility (sagan_tf.workdir) and the checkpoint/model
-variable comparison (sagan_tf.checkpoint)."""
+"""Workdir config compatibility (sagan_tf.run.workdir) and the checkpoint/model
+variable comparison (sagan_tf.run.checkpoint)."""
 import pytest
 import tensorflow as tf
 
 from sagan_tf import config as config_lib
-from sagan_tf import checkpoint as ckpt_lib
-from sagan_tf import state as state_lib
-from sagan_tf import workdir as workdir_lib
+from sagan_tf.run import checkpoint as ckpt_lib
+from sagan_tf.run import state as state_lib
+from sagan_tf.run import workdir as workdir_lib
 from sagan_tf.models.builder import build_models
 
 TINY = config_lib.from_preset("tiny")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf import checkpoint as ckpt_lib
+from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
 from sagan_tf.models.ema import EMA
 from sagan_tf.models.generator import Generator

@@ -13,7 +13,7 @@ from eval import results as results_lib
 from eval import train_eval
 from eval.inception import Classifier
 from sagan_tf import bn_stats as bn_stats_lib
-from sagan_tf import checkpoint as checkpoint_lib
+from sagan_tf.run import checkpoint as checkpoint_lib
 from sagan_tf import export as export_lib
 from sagan_tf.config import from_preset
 from sagan_tf.models.builder import build_models

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from eval import sampling
 from eval.testing import save_tiny_classifier
-from sagan_tf import checkpoint as checkpoint_lib
+from sagan_tf.run import checkpoint as checkpoint_lib
 from sagan_tf.config import from_preset
 from sagan_tf.data.pipeline import make_dataset
 from sagan_tf.models.builder import build_models

@@ -15,7 +15,7 @@ from eval import inception
 from eval import real_stats
 from eval import sampling
 from eval.testing import save_tiny_classifier
-from sagan_tf import checkpoint as checkpoint_lib
+from sagan_tf.run import checkpoint as checkpoint_lib
 from sagan_tf.config import from_preset
 from sagan_tf.models.builder import build_models
 from tests.test_eval_cli import np_kid

@@ -17,7 +17,7 @@ from eval import real_stats
 from eval import results
 from eval import sampling
 from eval.testing import save_tiny_classifier
-from sagan_tf import checkpoint as checkpoint_lib
+from sagan_tf.run import checkpoint as checkpoint_lib
 from sagan_tf.config import from_preset
 from sagan_tf.models.builder import build_models
 

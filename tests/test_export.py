@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from sagan_tf import bn_stats
-from sagan_tf import checkpoint as ckpt_lib
+from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
 from sagan_tf import export as export_lib
 from sagan_tf import images as images_lib

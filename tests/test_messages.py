@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 
-from sagan_tf import checkpoint as ckpt_lib
+from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
-from sagan_tf import workdir as workdir_lib
+from sagan_tf.run import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf import checkpoint
-from sagan_tf import safe_checkpoints as safe
-from sagan_tf import state
-from sagan_tf import workdir as workdir_lib
+from sagan_tf.run import checkpoint
+from sagan_tf.run import safe_checkpoints as safe
+from sagan_tf.run import state
+from sagan_tf.run import workdir as workdir_lib
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 WORKDIR = os.path.join(DATA, "pre_move_workdir")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from eval import digits_classifier as dc
-from sagan_tf import checkpoint as checkpoint_lib
+from sagan_tf.run import checkpoint as checkpoint_lib
 from sagan_tf.config import from_preset
 from sagan_tf.models.builder import build_models
 

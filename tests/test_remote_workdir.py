@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from sagan_tf import checkpoint as ckpt_lib
+from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
 from sagan_tf import images as images_lib
 

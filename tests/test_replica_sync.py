@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from sagan_tf import benchmark
-from sagan_tf import checkpoint as ckpt_lib
+from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
 from sagan_tf import train as train_lib
 from sagan_tf.bn_stats import bn_layers

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from eval import sampling
-from sagan_tf import checkpoint as checkpoint_lib
+from sagan_tf.run import checkpoint as checkpoint_lib
 from sagan_tf.config import from_preset
 from sagan_tf.images import to_uint8
 from sagan_tf.models.builder import build_models

@@ -10,7 +10,7 @@ from PIL import Image
 
 from eval import grids
 from eval import sampling
-from sagan_tf import checkpoint as checkpoint_lib
+from sagan_tf.run import checkpoint as checkpoint_lib
 from sagan_tf.config import from_preset
 from sagan_tf.models.builder import build_models
 from sagan_tf.layers.normalization import ConditionalBatchNorm

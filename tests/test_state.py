@@ -1,14 +1,14 @@
-"""sagan_tf.state: what a checkpoint holds, building under a strategy and a dtype
+"""sagan_tf.run.state: what a checkpoint holds, building under a strategy and a dtype
 policy, and the process-wide switches a launcher sets."""
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf import checkpoint as ckpt_lib
+from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
 from sagan_tf.models import builder as models
-from sagan_tf import state as state_lib
+from sagan_tf.run import state as state_lib
 from sagan_tf import tf_compat
 
 TINY = config_lib.from_preset("tiny")

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf import checkpoint as ckpt_lib
+from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
 from sagan_tf import summaries
 from sagan_tf import train as train_lib
-from sagan_tf import workdir_lock
+from sagan_tf.run import lock as workdir_lock
 
 TINY = config_lib.from_preset("tiny").replace(
     log_every=100, sample_every=100, checkpoint_every=1, keep_checkpoints=10)

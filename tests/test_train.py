@@ -12,14 +12,14 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from sagan_tf import checkpoint as ckpt_lib
+from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
-from sagan_tf import state as state_lib
+from sagan_tf.run import state as state_lib
 from sagan_tf import strategy as strategy_lib
 from sagan_tf import summaries
 from sagan_tf import train as train_lib
 from sagan_tf.models.builder import build_models
-from sagan_tf.checkpoint import CheckpointMismatchError
+from sagan_tf.run.checkpoint import CheckpointMismatchError
 from sagan_tf.layers.spectral_norm import power_iteration
 from tests.test_summaries import read_events
 

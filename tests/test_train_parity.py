@@ -22,7 +22,7 @@ import pytest
 import tensorflow as tf
 
 from sagan_tf import convert
-from sagan_tf import state as state_lib
+from sagan_tf.run import state as state_lib
 from sagan_tf import train_step as step_lib
 from sagan_tf.config import Config
 

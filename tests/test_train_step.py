@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from sagan_tf.models import architecture
 from sagan_tf import config as config_lib
-from sagan_tf import state as state_lib
+from sagan_tf.run import state as state_lib
 from sagan_tf import strategy as strategy_lib
 from sagan_tf import summaries
 from sagan_tf import train_step as step_lib

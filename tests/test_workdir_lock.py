@@ -1,4 +1,4 @@
-"""sagan_tf.workdir_lock: refusal naming the holder, stale-lock takeover (dead pid
+"""sagan_tf.run.lock: refusal naming the holder, stale-lock takeover (dead pid
 on this host, old heartbeat elsewhere), the override, the heartbeat, and the same
 through tf.io.gfile (``ram://``, standing in for gs://)."""
 import json
@@ -11,7 +11,7 @@ import time
 import pytest
 import tensorflow as tf
 
-from sagan_tf import workdir_lock
+from sagan_tf.run import lock as workdir_lock
 
 
 def _write(workdir, **fields):

@@ -130,7 +130,7 @@ def _train_step(fixture, record=False, variable_reads="tf1"):
   """(TrainStep over the fixture's checkpoint and recorded noise, entries, ref)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from sagan_tf import convert  # pylint: disable=g-import-not-at-top
-  from sagan_tf import state as state_lib  # pylint: disable=g-import-not-at-top
+  from sagan_tf.run import state as state_lib  # pylint: disable=g-import-not-at-top
   from sagan_tf import train_step as step_lib  # pylint: disable=g-import-not-at-top
   from sagan_tf.config import Config  # pylint: disable=g-import-not-at-top
   with open(os.path.join(fixture, "config.json")) as f:

@@ -56,7 +56,7 @@ def main(argv):
   from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
   from sagan_tf import images  # pylint: disable=g-import-not-at-top
   results = []
-  from sagan_tf import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from sagan_tf.run import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   for path in sorted(tf.io.gfile.glob(os.path.join(
       workdir_lib.eval_dir(FLAGS.workdir), "metrics_*.json"))):
     with tf.io.gfile.GFile(path) as f:

@@ -1,6 +1,6 @@
-"""The checkpoints of a workdir (``WORKDIR/checkpoints/``, see ``sagan_tf.workdir``).
+"""The checkpoints of a workdir (``WORKDIR/checkpoints/``, see ``sagan_tf.run.workdir``).
 
-Each checkpoint is a ``tf.train.Checkpoint`` over the items ``sagan_tf.state``
+Each checkpoint is a ``tf.train.Checkpoint`` over the items ``sagan_tf.run.state``
 names (``step``, ``generator``, ``discriminator``, ``g_optimizer``,
 ``d_optimizer``, ``ema_generator``; a converted workdir holds the models only),
 written by a CheckpointManager as ``ckpt-N``. Every command line (train, eval,
@@ -40,9 +40,9 @@ import tensorflow as tf
 from sagan_tf import tf_compat
 from sagan_tf.config import Config
 # Re-exported: callers read a workdir's config and paths from here too.
-from sagan_tf.workdir import checkpoint_dir
-from sagan_tf.workdir import load_config
-from sagan_tf.workdir import UNREADABLE_SUBDIR
+from sagan_tf.run.workdir import checkpoint_dir
+from sagan_tf.run.workdir import load_config
+from sagan_tf.run.workdir import UNREADABLE_SUBDIR
 
 _CKPT_FILE = re.compile(r"^ckpt-(\d+)\.(index|data-\d+-of-\d+)$")
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
@@ -134,7 +134,7 @@ def write_checkpoint_state(workdir: str, latest: str,
 def save_models(workdir: str, config: Config, generator, discriminator,
                 step: int = 0, ema_generator=None) -> str:
   """Writes config.json and a checkpoint holding the models; returns its path."""
-  from sagan_tf import state  # pylint: disable=g-import-not-at-top
+  from sagan_tf.run import state  # pylint: disable=g-import-not-at-top
   config.save(workdir)
   ckpt = tf.train.Checkpoint(**state.models_only(step, generator, discriminator,
                                                  ema_generator))
@@ -166,7 +166,7 @@ def load_models(workdir: str, checkpoint: Optional[str] = None, use_ema=True):
   path = checkpoint or latest_checkpoint(workdir)
   if path is None:
     raise FileNotFoundError(f"No checkpoint under {checkpoint_dir(workdir)!r}.")
-  from sagan_tf import state  # pylint: disable=g-import-not-at-top
+  from sagan_tf.run import state  # pylint: disable=g-import-not-at-top
   generator, discriminator, step = state.restore_models(
       path, config, use_ema, use_ema and has_ema(path))
   return config, generator, discriminator, step

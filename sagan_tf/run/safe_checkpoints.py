@@ -27,9 +27,9 @@ from typing import List, Mapping, Optional, Sequence, Tuple
 from absl import logging
 import tensorflow as tf
 
-from sagan_tf import checkpoint as ckpt_lib
+from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf import summaries
-from sagan_tf import workdir as workdir_lib
+from sagan_tf.run import workdir as workdir_lib
 
 
 class UnreadableCheckpointsError(RuntimeError):

@@ -3,8 +3,8 @@
 A workdir (any ``tf.io.gfile`` path: local, ``gs://``, ``ram://``) holds::
 
     WORKDIR/config.json                the run's Config (``save_config``)
-    WORKDIR/checkpoints/ckpt-N.*       TF2 checkpoints (``sagan_tf.checkpoint``;
-                                       what they hold: ``sagan_tf.state``)
+    WORKDIR/checkpoints/ckpt-N.*       TF2 checkpoints (``sagan_tf.run.checkpoint``;
+                                       what they hold: ``sagan_tf.run.state``)
     WORKDIR/checkpoints/unreadable/    damaged checkpoints set aside, never deleted
     WORKDIR/samples/step_XXXXXXX.png   sample grids (``sagan_tf.summaries``)
     WORKDIR/eval/                      evaluation results (``eval.evaluate``)
@@ -132,7 +132,7 @@ def check_resumable(workdir: str, config: Config) -> None:
   if has_config(workdir):
     check_config_compatible(load_config(workdir), config, workdir)
     return
-  from sagan_tf import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from sagan_tf.run import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
   if ckpt_lib.checkpoint_candidates(workdir):
     raise ConfigMismatchError(
         f"{workdir!r} has checkpoints but no {CONFIG_FILE}; cannot tell whether "

@@ -39,7 +39,7 @@ from typing import Optional, Tuple
 from absl import logging
 import tensorflow as tf
 
-from sagan_tf import workdir as workdir_lib
+from sagan_tf.run import workdir as workdir_lib
 
 LOCK_FILE = workdir_lib.LOCK_FILE
 HEARTBEAT_S = 60.0

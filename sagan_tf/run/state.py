@@ -30,7 +30,7 @@ import keras
 import tensorflow as tf
 
 from sagan_tf.models import builder as models
-from sagan_tf import safe_checkpoints as safe
+from sagan_tf.run import safe_checkpoints as safe
 from sagan_tf.config import Config
 
 # What a checkpoint may hold, by item name (= the first part of each key).
