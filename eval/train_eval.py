@@ -1,6 +1,6 @@
 """Evaluation during training: ``Config.eval_every`` (``launch.train --set=eval_every=N``).
 
-``make_train_evaluator`` returns the callable the ``sagan_tf.train.Trainer`` calls
+``make_train_evaluator`` returns the callable the ``sagan_tf.training.loop.Trainer`` calls
 every ``eval_every`` steps and at the end: ``evaluator(step, generator) -> result``.
 It copies the generator's weights into a generator of its own (standing statistics
 are written into the copy's BN layers, never into the training generator, so they

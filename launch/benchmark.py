@@ -5,8 +5,8 @@ r"""Times the train step (D steps + G step) or generator inference; prints one J
   python -m launch.benchmark --preset=cifar10_32 --mode=generate --mixed_precision
   python -m launch.benchmark --preset=tiny --strategy=mirrored --cpu_replicas=2
 
-The train step is the real one (``sagan_tf.train_step.TrainStep`` built by
-``sagan_tf.train.Trainer`` in a throw-away workdir) fed with synthetic images kept
+The train step is the real one (``sagan_tf.training.step.TrainStep`` built by
+``sagan_tf.training.loop.Trainer`` in a throw-away workdir) fed with synthetic images kept
 in memory, so the input pipeline is not timed; generation splits the batch over
 the replicas too. ``--batch_size`` is global, as in training. Warm-up steps
 (tracing, XLA compilation) are excluded. Output keys: ms_per_step_{median,min,max},
@@ -18,7 +18,7 @@ peak_host_memory_mb, minor_page_faults_per_step (median over the timed steps),
 host_allocator (bfc unless TF_CPU_ALLOCATOR_USE_BFC says otherwise: ``launch``),
 and the settings;
 jit_compile (as asked: true, false or auto), xla (what ran) and xla_reason
-(``sagan_tf.jit_choice``); conv_gflops_per_s, the best rate TensorFlow reaches on
+(``sagan_tf.training.jit_choice``); conv_gflops_per_s, the best rate TensorFlow reaches on
 the config's own 3x3 convolution shapes in this process with the step's compile
 mode (``sagan_tf.conv_rate``; conv_shape names it), and fraction_of_peak =
 achieved_gflops_per_s / conv_gflops_per_s (``--noconv_rate`` skips both).
@@ -95,7 +95,7 @@ def main(argv):
                          "(--strategy=default), not with "
                          f"{strategy.num_replicas_in_sync} mirrored replicas.")
   from sagan_tf import benchmark  # pylint: disable=g-import-not-at-top
-  from sagan_tf import jit_choice  # pylint: disable=g-import-not-at-top
+  from sagan_tf.training import jit_choice  # pylint: disable=g-import-not-at-top
   choice = jit_choice.resolve(config, strategy, workload=_MODE.value)
   asked, config = config.jit_compile, config.replace(jit_compile=choice.enabled)
 

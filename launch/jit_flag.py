@@ -2,7 +2,7 @@
 
 A boolean-style flag (``--jit_compile``, ``--nojit_compile``) that also takes
 ``--jit_compile=auto``; the value goes to ``Config.jit_compile``, whose "auto" is
-resolved by ``sagan_tf.jit_choice``.
+resolved by ``sagan_tf.training.jit_choice``.
 """
 from absl import flags
 

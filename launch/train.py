@@ -55,7 +55,7 @@ _DETERMINISTIC = flags.DEFINE_bool(
     "ones bit for bit (slower; not with --jit_compile).")
 _JIT = flags.DEFINE_flag(jit_compile_flag(
     "XLA-compile the train step: true, false or auto (default: the config's; "
-    "auto: on where measured faster, see sagan_tf/jit_choice.py)."))
+    "auto: on where measured faster, see sagan_tf/training/jit_choice.py)."))
 _DATASET = flags.DEFINE_string("dataset", None,
                                "'digits', 'tfrecord' or a prepared TFDS name.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir.")
@@ -135,8 +135,8 @@ def main(argv):
       data.prepare_if_tfds(config)
     except data.DataError as e:  # one line, no traceback
       _fail(str(e))
-  from sagan_tf import summaries  # pylint: disable=g-import-not-at-top
-  from sagan_tf import train as train_lib  # pylint: disable=g-import-not-at-top
+  from sagan_tf.training import summaries  # pylint: disable=g-import-not-at-top
+  from sagan_tf.training import loop as train_lib  # pylint: disable=g-import-not-at-top
   logging.info("Strategy: %s", strategy_lib.describe(strategy))
   from sagan_tf.run import state as state_lib  # pylint: disable=g-import-not-at-top
   try:  # process-wide: the model-initialisation seed and op determinism

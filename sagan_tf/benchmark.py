@@ -3,7 +3,7 @@
 Two workloads, each under any ``tf.distribute`` strategy:
 
 * ``train_workload``: the real replicated train step (``d_steps`` D updates, one G
-  update) of a ``sagan_tf.train.Trainer``, fed from one synthetic in-memory batch
+  update) of a ``sagan_tf.training.loop.Trainer``, fed from one synthetic in-memory batch
   so that the input pipeline is not timed;
 * ``generate_workload``: generator inference (``training=False``), the global batch
   split over the replicas with ``strategy.run``.
@@ -168,7 +168,7 @@ def train_workload(config, strategy, workdir: str) -> Workload:
 
   ``config.jit_compile`` and ``config.mixed_precision`` apply as in training.
   """
-  from sagan_tf import train as train_lib  # pylint: disable=g-import-not-at-top
+  from sagan_tf.training import loop as train_lib  # pylint: disable=g-import-not-at-top
   trainer = train_lib.Trainer(config, workdir, strategy,
                               dataset_fn=synthetic_dataset_fn)
   traced = trainer.train_step.trace(trainer.iterator)
@@ -187,7 +187,7 @@ def generate_workload(config, strategy) -> Workload:
   replicas or a batch the replicas do not divide.
   """
   # pylint: disable=g-import-not-at-top
-  from sagan_tf import jit_choice
+  from sagan_tf.training import jit_choice
   from sagan_tf import strategy as strategy_lib
   from sagan_tf.models import builder as models
   from sagan_tf.models.builder import build_models

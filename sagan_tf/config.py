@@ -117,7 +117,7 @@ class Config:
   # Numerics and speed.
   mixed_precision: bool = False  # Keras "mixed_bfloat16" policy
   # XLA for the train step: True, False, or "auto" (on where it is supported and
-  # measured faster; resolved by sagan_tf.jit_choice.resolve).
+  # measured faster; resolved by sagan_tf.training.jit_choice.resolve).
   jit_compile: Union[bool, str] = JIT_AUTO
   # Bookkeeping.
   seed: int = 0

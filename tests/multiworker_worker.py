@@ -20,7 +20,7 @@ from absl import app
 
 from launch import train as launch_train
 from sagan_tf.data import pipeline as data_lib
-from sagan_tf import train as train_lib
+from sagan_tf.training import loop as train_lib
 
 _RECORD_DIR = os.environ["SAGAN_MW_RECORD"]
 _TASK = json.loads(os.environ["TF_CONFIG"])["task"]

@@ -8,7 +8,7 @@ from launch import train as launch_train
 from launch.overrides import parse_sets
 from sagan_tf import benchmark
 from sagan_tf import config as config_lib
-from sagan_tf import train as train_lib
+from sagan_tf.training import loop as train_lib
 from sagan_tf.bn_stats import bn_layers
 from sagan_tf.models.builder import build_models
 from tests.benchmark_cli import json_line, run_cli

@@ -105,7 +105,7 @@ def test_export_per_bn_stats_mode(ram_workdir):
 
 
 def test_train_eval_every_writes_results_and_leaves_training_state(tmp_path):
-  from sagan_tf import train as train_lib
+  from sagan_tf.training import loop as train_lib
   config = from_preset("tiny").replace(eval_every=2, train_steps=3)
   workdir = "ram://quality_eval/train"
   evaluator = train_eval.make_train_evaluator(

@@ -1,4 +1,4 @@
-"""Config.jit_compile true / false / "auto" and its one resolution (sagan_tf.jit_choice)."""
+"""Config.jit_compile true / false / "auto" and its one resolution (sagan_tf.training.jit_choice)."""
 import json
 import types
 
@@ -11,8 +11,8 @@ from launch import jit_flag
 from launch import train as launch_train
 from sagan_tf.models import architecture
 from sagan_tf import config as config_lib
-from sagan_tf import jit_choice
-from sagan_tf import train_step as step_lib
+from sagan_tf.training import jit_choice
+from sagan_tf.training import step as step_lib
 
 TINY = config_lib.from_preset("tiny")
 ONE = tf.distribute.get_strategy()

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf import losses
+from sagan_tf.training import losses
 
 REAL = np.array([-2.0, -0.5, 0.0, 0.3, 1.0, 4.0], np.float32)
 FAKE = np.array([3.0, 0.9, -1.0, -0.2, 0.0, -5.0], np.float32)

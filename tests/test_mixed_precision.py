@@ -146,11 +146,11 @@ def test_softmax_and_outputs_float32(bf16_policy):
 
 
 def test_trainer_steps_finite_with_ema(bf16_policy, tmp_path):
-  # The real trainer (sagan_tf.train) with config.mixed_precision and an EMA:
+  # The real trainer (sagan_tf.training.loop) with config.mixed_precision and an EMA:
   # it sets the policy itself while building, so start from float32.
   keras.mixed_precision.set_global_policy("float32")
   from sagan_tf import config as config_lib  # pylint: disable=g-import-not-at-top
-  from sagan_tf import train as train_lib  # pylint: disable=g-import-not-at-top
+  from sagan_tf.training import loop as train_lib  # pylint: disable=g-import-not-at-top
   config = config_lib.from_preset("tiny").replace(
       mixed_precision=True, ema_decay=0.5, log_every=1, sample_every=100,
       checkpoint_every=100)

@@ -24,7 +24,7 @@ import pytest
 import tensorflow as tf
 
 from sagan_tf import config as config_lib
-from sagan_tf import train as train_lib
+from sagan_tf.training import loop as train_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 480  # a safety net for hangs; a loaded 2-core machine needs ~4 min

@@ -13,11 +13,11 @@ import tensorflow as tf
 from sagan_tf import benchmark
 from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
-from sagan_tf import train as train_lib
+from sagan_tf.training import loop as train_lib
 from sagan_tf.bn_stats import bn_layers
 from sagan_tf.layers.replica_local import replica_local_weight
 from sagan_tf.layers.spectral_norm import SNDense
-from sagan_tf.train_step import METRICS
+from sagan_tf.training.step import METRICS
 
 # d_steps 2 so that every term of the expected count has its own factor.
 CONFIG = config_lib.from_preset("tiny").replace(

@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 from sagan_tf import config as config_lib
-from sagan_tf import summaries
+from sagan_tf.training import summaries
 
 METRICS = dict(d_loss=1.5, d_loss_real=0.75, d_loss_fake=0.75, g_loss=-0.25,
                real_logits=0.5, fake_logits=-0.5)

@@ -15,8 +15,8 @@ import tensorflow as tf
 
 from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
-from sagan_tf import summaries
-from sagan_tf import train as train_lib
+from sagan_tf.training import summaries
+from sagan_tf.training import loop as train_lib
 from sagan_tf.run import lock as workdir_lock
 
 TINY = config_lib.from_preset("tiny").replace(

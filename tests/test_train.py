@@ -16,8 +16,8 @@ from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
 from sagan_tf.run import state as state_lib
 from sagan_tf import strategy as strategy_lib
-from sagan_tf import summaries
-from sagan_tf import train as train_lib
+from sagan_tf.training import summaries
+from sagan_tf.training import loop as train_lib
 from sagan_tf.models.builder import build_models
 from sagan_tf.run.checkpoint import CheckpointMismatchError
 from sagan_tf.layers.spectral_norm import power_iteration

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from sagan_tf import convert
 from sagan_tf.run import state as state_lib
-from sagan_tf import train_step as step_lib
+from sagan_tf.training import step as step_lib
 from sagan_tf.config import Config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -10,8 +10,8 @@ from sagan_tf.models import architecture
 from sagan_tf import config as config_lib
 from sagan_tf.run import state as state_lib
 from sagan_tf import strategy as strategy_lib
-from sagan_tf import summaries
-from sagan_tf import train_step as step_lib
+from sagan_tf.training import summaries
+from sagan_tf.training import step as step_lib
 from sagan_tf.models.builder import build_models
 
 TINY = config_lib.from_preset("tiny")

@@ -131,7 +131,7 @@ def _train_step(fixture, record=False, variable_reads="tf1"):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from sagan_tf import convert  # pylint: disable=g-import-not-at-top
   from sagan_tf.run import state as state_lib  # pylint: disable=g-import-not-at-top
-  from sagan_tf import train_step as step_lib  # pylint: disable=g-import-not-at-top
+  from sagan_tf.training import step as step_lib  # pylint: disable=g-import-not-at-top
   from sagan_tf.config import Config  # pylint: disable=g-import-not-at-top
   with open(os.path.join(fixture, "config.json")) as f:
     cfg = json.load(f)

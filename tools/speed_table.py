@@ -13,7 +13,7 @@ run at a smaller batch than their presets (256 and 64 do not fit a laptop CPU
 step); 128 px runs take ``bn_group_size=0`` (tower batch norm of 64 does not fit a
 batch of 4). The "auto" column marks the row that ``--jit_compile=auto`` (the
 default of ``launch.train`` and ``launch.benchmark``) picks for that row's setup
-(``sagan_tf.jit_choice.resolve``): auto runs exactly that path, so it is not
+(``sagan_tf.training.jit_choice.resolve``): auto runs exactly that path, so it is not
 timed a second time.
 """
 import argparse
@@ -68,7 +68,7 @@ ROWS = (_grid("imagenet128", 4, _BN0)
 def auto_picks(row) -> bool:
   """Whether ``--jit_compile=auto`` runs this row's path (its XLA choice)."""
   from sagan_tf import config as config_lib  # pylint: disable=g-import-not-at-top
-  from sagan_tf import jit_choice  # pylint: disable=g-import-not-at-top
+  from sagan_tf.training import jit_choice  # pylint: disable=g-import-not-at-top
 
   class _Strategy:  # only num_replicas_in_sync and the CPU matter to the rule
     num_replicas_in_sync = row.replicas

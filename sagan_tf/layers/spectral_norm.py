@@ -25,7 +25,7 @@ reproduces that: same forward values, the W-gradient through ``u W^T`` taken at
 ``u'``. It matters while ``u`` is far from converged (the first steps after
 initialisation, where ``u`` is not even unit-norm, and after large weight
 changes); once ``u' ~ u`` the two gradients agree. Which passes need it is the
-train step's business (``sagan_tf.train_step``).
+train step's business (``sagan_tf.training.step``).
 * The embedding normalises the *transposed* map ``[emb, classes]``, so its ``u`` has
   shape ``[1, num_classes]`` (TF-GAN: ``[embedding_dim, 1]``).
 

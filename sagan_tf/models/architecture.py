@@ -79,7 +79,7 @@ class Variant:
   g_update_u_at_inference: bool  # official G writes u on every forward
   d_update_u_on_fake: bool  # official D writes u on its real pass only
   # The train step reads u as TF 1.x RefVariables did in the official graph
-  # (sagan_tf.train_step: D's fake pass reads u before the real pass writes it;
+  # (sagan_tf.training.step: D's fake pass reads u before the real pass writes it;
   # the SN W-gradients through u W^T take u' where u is written in the step).
   tf1_variable_reads: bool = False
 

@@ -28,7 +28,7 @@ from absl import logging
 import tensorflow as tf
 
 from sagan_tf.run import checkpoint as ckpt_lib
-from sagan_tf import summaries
+from sagan_tf.training import summaries
 from sagan_tf.run import workdir as workdir_lib
 
 

@@ -6,7 +6,7 @@ A workdir (any ``tf.io.gfile`` path: local, ``gs://``, ``ram://``) holds::
     WORKDIR/checkpoints/ckpt-N.*       TF2 checkpoints (``sagan_tf.run.checkpoint``;
                                        what they hold: ``sagan_tf.run.state``)
     WORKDIR/checkpoints/unreadable/    damaged checkpoints set aside, never deleted
-    WORKDIR/samples/step_XXXXXXX.png   sample grids (``sagan_tf.summaries``)
+    WORKDIR/samples/step_XXXXXXX.png   sample grids (``sagan_tf.training.summaries``)
     WORKDIR/eval/                      evaluation results (``eval.evaluate``)
     WORKDIR/lock.json                  the trainer holding it (``workdir_lock``)
     WORKDIR/tmp_<worker>/checkpoints/  multi-worker: the non-chief workers' saves

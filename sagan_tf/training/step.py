@@ -88,10 +88,10 @@ from typing import Callable, Dict, Optional
 from absl import logging
 import tensorflow as tf
 
-from sagan_tf import jit_choice
+from sagan_tf.training import jit_choice
 from sagan_tf import strategy as strategy_lib
 from sagan_tf.config import Config
-from sagan_tf.losses import get_loss
+from sagan_tf.training.losses import get_loss
 
 # How the step reads the spectral-norm u: see the module docstring.
 VARIABLE_READS = ("tf1", "resource")

@@ -31,7 +31,7 @@ Resume: the data position is not checkpointed: the input pipeline is rebuilt wit
 ``skip_batches = step * d_steps`` (one real batch per D step), which with a seeded
 pipeline yields the batches the uninterrupted run would have seen, under every
 strategy (a checkpointed iterator does not work on TPU). The noise is a function of
-the step (``sagan_tf.train_step``). With op determinism (``set_process_switches``)
+the step (``sagan_tf.training.step``). With op determinism (``set_process_switches``)
 a run stopped at step k and resumed to n ends bit-identical to one run to n.
 
 Multi-worker (``MultiWorkerMirroredStrategy``): WORKDIR must be one shared directory.
@@ -61,8 +61,8 @@ from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf.run import safe_checkpoints as safe
 from sagan_tf.run import state as state_lib
 from sagan_tf import strategy as strategy_lib
-from sagan_tf import summaries
-from sagan_tf import train_step as step_lib
+from sagan_tf.training import summaries
+from sagan_tf.training import step as step_lib
 from sagan_tf.run import workdir as workdir_lib
 from sagan_tf.run import lock as workdir_lock
 from sagan_tf.config import Config
