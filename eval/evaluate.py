@@ -25,7 +25,7 @@ Evaluation reads checkpoints and never writes them: the models are rebuilt in me
 for each checkpoint. Results go through ``tf.io.gfile``, so a ``gs://`` workdir
 gets them in the bucket.
 
-Batch-norm statistics (``Protocol.bn_stats``, see ``sagan_tf.bn_stats``): by default
+Batch-norm statistics (``Protocol.bn_stats``, see ``sagan_tf.inference.bn_stats``): by default
 the generator draws with standing statistics recomputed in memory from the
 checkpoint's weights; ``bn_stats="moving"`` is the official protocol (the
 checkpoint's moving averages, which the official eval used), ``"batch"`` the batch
@@ -47,7 +47,7 @@ Deliberate deviations from the official code:
 * The official eval shuffled the real images with a 5,000-image buffer; here they
   are the split's first ``num_real`` in file order, so their statistics are
   deterministic and cacheable (``eval.real_stats``).
-* The sample set is drawn from a seed (``eval.sampling``), not from TF's global
+* The sample set is drawn from a seed (``sagan_tf.inference.sampling``), not from TF's global
   random state, so a number can be reproduced.
 * Statistics are streamed in float64 (``eval.metrics``) rather than holding every
   activation; the values are those of TF-GAN's functions on the full arrays.
@@ -67,7 +67,7 @@ from eval import manifold
 from eval import metrics
 from eval import real_stats as real_stats_lib
 from eval import results
-from sagan_tf import bn_stats as bn_stats_lib
+from sagan_tf.inference import bn_stats as bn_stats_lib
 from sagan_tf.run import checkpoint as checkpoint_lib
 
 # Kept under their old names: the result files (eval.results) and the two-set
@@ -98,7 +98,7 @@ class Protocol:
       call as the official eval did (in memory); default: each batch starts from
       the checkpoint's ``u``.
     bn_stats: the generator's BN statistics: "standing" (default), "moving"
-      (official) or "batch" (``sagan_tf.bn_stats``).
+      (official) or "batch" (``sagan_tf.inference.bn_stats``).
     standing_passes, standing_batch_size: the standing statistics' passes and
       their batch size (their seed is ``seed``).
     intra_fid_classes: intra-FID over classes 0..k-1 (k = min(this, the
@@ -191,7 +191,7 @@ def evaluate_generator(generator, config, classifier,
 
   The generator's BN statistics are set for ``protocol.bn_stats`` in place
   (standing statistics overwrite its moving averages): pass a copy of a generator
-  that is still training (``sagan_tf.bn_stats`` never writes checkpoints, but the
+  that is still training (``sagan_tf.inference.bn_stats`` never writes checkpoints, but the
   trainer would).
 
   Returns:

@@ -24,7 +24,7 @@ from absl import logging
 
 from eval import manifold
 from eval import metrics
-from eval.sampling import NoiseAndLabels
+from sagan_tf.inference.sampling import NoiseAndLabels
 
 
 class ReplicaRunner:
@@ -153,7 +153,7 @@ def generated_stats(generator, classifier, num: int, *, seed: int = 0,
   """Statistics of ``num`` generated images, classes uniform.
 
   The generator runs at inference (``training=False``) with whatever BN statistics
-  it holds (``sagan_tf.bn_stats.prepare`` sets them); ``training=True`` normalises
+  it holds (``sagan_tf.inference.bn_stats.prepare`` sets them); ``training=True`` normalises
   each batch with its own moments (``bn_stats`` mode "batch"; a short last batch
   then runs unpadded, so its moments are those of its own samples). When the classifier has
   ``labels_match_classes`` (``eval.digits_classifier``), the result's
@@ -164,7 +164,7 @@ def generated_stats(generator, classifier, num: int, *, seed: int = 0,
       several replicas).
     classifier: an ``eval.inception.Classifier`` (or any images -> dict callable).
     num: number of samples (official 50,000).
-    seed: seed of noise and labels (see ``eval.sampling``).
+    seed: seed of noise and labels (see ``sagan_tf.inference.sampling``).
     update_u: passed to the generator. False (default): every batch starts from
       the checkpoint's spectral-norm ``u``. None: the variant's rule (the official
       generator writes ``u`` at inference too; in memory, never saved).

@@ -6,7 +6,7 @@ gets it in the bucket) as JSON with its protocol, and as TensorBoard scalars
 (``Protocol.bn_stats``) has its own file and TensorBoard run, so evaluating one
 checkpoint in several modes keeps every result:
 
-* the default mode (``sagan_tf.bn_stats.DEFAULT_MODE``, "standing"):
+* the default mode (``sagan_tf.inference.bn_stats.DEFAULT_MODE``, "standing"):
   ``WORKDIR/eval/metrics_<step>.json``, scalars in ``WORKDIR/eval``;
 * another mode M ("moving", "batch"): ``WORKDIR/eval/metrics_<step>_M.json``,
   scalars in ``WORKDIR/eval/bn_M`` (same tags: TensorBoard overlays the modes).
@@ -21,7 +21,7 @@ from typing import Optional
 import tensorflow as tf
 
 from eval import manifold
-from sagan_tf import bn_stats as bn_stats_lib
+from sagan_tf.inference import bn_stats as bn_stats_lib
 from sagan_tf.run.workdir import eval_dir
 
 # The TensorBoard scalars eval/<name>, when the result has them.

@@ -1,5 +1,5 @@
 """The generator batch-norm statistics flags of launch.sample, launch.eval and
-launch.export (``sagan_tf.bn_stats``)."""
+launch.export (``sagan_tf.inference.bn_stats``)."""
 from absl import app
 from absl import flags
 
@@ -14,7 +14,7 @@ class BNFlags:
         "Generator BN statistics: standing (recomputed in memory from the "
         "checkpoint's weights), moving (the checkpoint's moving averages: the "
         "official inference and eval protocol) or batch (each generator call's "
-        "own moments). See sagan_tf.bn_stats.")
+        "own moments). See sagan_tf.inference.bn_stats.")
     self.passes = flags.DEFINE_integer("standing_passes", 16,
                                        "Standing statistics: passes.")
     self.batch_size = flags.DEFINE_integer(
@@ -24,9 +24,9 @@ class BNFlags:
                  if with_seed else None)
 
   def stats(self):
-    """The ``sagan_tf.bn_stats.BNStats`` of the flags (``app.UsageError`` if
+    """The ``sagan_tf.inference.bn_stats.BNStats`` of the flags (``app.UsageError`` if
     bad)."""
-    from sagan_tf import bn_stats  # pylint: disable=g-import-not-at-top
+    from sagan_tf.inference import bn_stats  # pylint: disable=g-import-not-at-top
     try:
       return bn_stats.BNStats(self.mode.value, self.passes.value,
                               self.batch_size.value,

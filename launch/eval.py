@@ -18,7 +18,7 @@ module from TF-Hub, or the local copy at --inception_path (see README,
 "Evaluation", to use it offline); ``--classifier=digits`` takes the digit
 classifier of ``eval.digits_classifier`` instead and adds the class accuracy.
 The generator draws with standing BN statistics by default (``--bn_stats``,
-``sagan_tf.bn_stats``). The logic lives in the ``eval`` package.
+``sagan_tf.inference.bn_stats``). The logic lives in the ``eval`` package.
 """
 import json
 import sys

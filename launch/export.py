@@ -9,7 +9,7 @@ one; ``--nouse_ema`` the live generator. ``--bn_stats`` picks the BN statistics
 frozen into the model: ``standing`` (default, recomputed from the checkpoint's
 weights), ``moving`` (the checkpoint's moving averages, official inference) or
 ``batch`` (each request's own batch moments); OUTPUT/sagan_tf_export.json records
-it. The logic lives in ``sagan_tf.export``.
+it. The logic lives in ``sagan_tf.inference.export``.
 """
 from absl import app
 from absl import flags
@@ -33,7 +33,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   # After flag parsing: --help stays fast.
-  from sagan_tf import export  # pylint: disable=g-import-not-at-top
+  from sagan_tf.inference import export  # pylint: disable=g-import-not-at-top
 
   try:
     path, config, step, used_ema = export.export_workdir(

@@ -12,17 +12,17 @@ checkpoint has one (``--nouse_ema`` for the live one). ``--classes`` lists the
 classes to draw, in runs (the first images are the first class...); without it the
 classes are uniform. The .npz holds ``images`` (uint8 [N, S, S, 3]) and ``labels``
 (int32 [N]); the PNG is a square grid (sagan_tf.images). Noise and labels come
-from --seed (eval.sampling), so a command gives the same images every time. The
-logic lives in ``eval.sample_files``.
+from --seed (sagan_tf.inference.sampling), so a command gives the same images every time. The
+logic lives in ``sagan_tf.inference.sample_files``.
 
 ``--grid=latent_interp`` (rows: pairs of noises, one class each, from ``--classes``
 or uniform; columns: ``--interp_steps`` points from z_a to z_b) and
 ``--grid=class_interp`` (rows: ``--interp_classes='3,7;1,2'`` pairs, one noise
 each; columns: the two classes' CBN parameters mixed from a to b) write an
 interpolation grid instead of the samples; ``--truncation=0.5`` applies the
-truncation trick to the noise of any grid (eval.grids).
+truncation trick to the noise of any grid (sagan_tf.inference.grids).
 
-``--bn_stats`` picks the generator's batch-norm statistics (sagan_tf.bn_stats):
+``--bn_stats`` picks the generator's batch-norm statistics (sagan_tf.inference.bn_stats):
 ``standing`` (default: recomputed in memory from the checkpoint's weights over
 --standing_passes seeded passes), ``moving`` (the checkpoint's moving averages, the
 official inference path) or ``batch`` (each batch's own moments, as the training
@@ -32,7 +32,7 @@ grids; the images then depend on --batch_size). The .npz records the choice
 ``--attention_maps=attn.png`` draws, for the first min(--num, 4) of these samples,
 where each generator attention block looks from the ``--queries`` pixels
 ("y,x;y,x" in output-image coordinates; default one per quadrant centre): the
-image with the queries marked, then one heat map per query (sagan_tf.attention_maps).
+image with the queries marked, then one heat map per query (sagan_tf.inference.attention_maps).
 """
 from absl import app
 from absl import flags
@@ -62,7 +62,7 @@ _QUERIES = flags.DEFINE_string("queries", None, "Attention query pixels "
 _GRID = flags.DEFINE_enum(
     "grid", "samples", ["samples", "latent_interp", "class_interp"],
     "What --png/--npz show: plain samples, latent interpolation rows or class "
-    "interpolation rows (eval.grids).")
+    "interpolation rows (sagan_tf.inference.grids).")
 _TRUNCATION = flags.DEFINE_float("truncation", None, "Truncation trick: redraw "
                                  "noise entries with |z| > this (unset or 0 = "
                                  "off).")
@@ -77,11 +77,11 @@ flags.mark_flags_as_required(["workdir"])
 
 
 def _request(classes):
-  """The ``eval.sample_files.SampleRequest`` of the flags (UsageError if bad)."""
+  """The ``sagan_tf.inference.sample_files.SampleRequest`` of the flags (UsageError if bad)."""
   # pylint: disable=g-import-not-at-top
-  from eval import grids
-  from eval import sample_files
-  from sagan_tf import attention_maps
+  from sagan_tf.inference import grids
+  from sagan_tf.inference import sample_files
+  from sagan_tf.inference import attention_maps
   # pylint: enable=g-import-not-at-top
   pairs = queries = None
   if _GRID.value == "class_interp" and (_PNG.value or _NPZ.value):
@@ -109,8 +109,8 @@ def main(argv):
   if not (_PNG.value or _NPZ.value or _ATTENTION_MAPS.value):
     raise app.UsageError("Give --png, --npz and/or --attention_maps.")
   # After flag parsing: --help stays fast.
-  from eval import sample_files  # pylint: disable=g-import-not-at-top
-  from eval import sampling  # pylint: disable=g-import-not-at-top
+  from sagan_tf.inference import sample_files  # pylint: disable=g-import-not-at-top
+  from sagan_tf.inference import sampling  # pylint: disable=g-import-not-at-top
 
   try:
     classes = sampling.parse_classes(_CLASSES.value)

@@ -24,7 +24,7 @@ def to_uint8(images) -> np.ndarray:
 
 def to_uint8_tensor(images):
   """``to_uint8`` as TensorFlow ops, for graphs that must not leave TF (the
-  SavedModel of ``sagan_tf.export`` serves uint8 without numpy)."""
+  SavedModel of ``sagan_tf.inference.export`` serves uint8 without numpy)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   x = tf.cast(images, tf.float32)
   return tf.cast(_uint8_levels(x, tf.floor, tf.clip_by_value), tf.uint8)

@@ -1,4 +1,4 @@
-"""Tests for sagan_tf.attention_maps: query mapping, normalisation, figures."""
+"""Tests for sagan_tf.inference.attention_maps: query mapping, normalisation, figures."""
 import glob
 import os
 
@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from sagan_tf import attention_maps as am
+from sagan_tf.inference import attention_maps as am
 from sagan_tf.models.generator import Generator
 
 
@@ -142,7 +142,7 @@ def numpy_attention_maps(generator, z, labels, queries):
 def test_sample_cli_writes_attention_figure(tmp_path):
   import subprocess
   import sys
-  from eval import sampling
+  from sagan_tf.inference import sampling
   from sagan_tf.run import checkpoint as ckpt_lib
   from sagan_tf.config import from_preset
   from sagan_tf.images import to_uint8

@@ -9,7 +9,7 @@ from launch.overrides import parse_sets
 from sagan_tf import benchmark
 from sagan_tf import config as config_lib
 from sagan_tf.training import loop as train_lib
-from sagan_tf.bn_stats import bn_layers
+from sagan_tf.inference.bn_stats import bn_layers
 from sagan_tf.models.builder import build_models
 from tests.benchmark_cli import json_line, run_cli
 from tests.test_replica_sync import expected_collectives

@@ -1,9 +1,9 @@
-"""sagan_tf.bn_stats: standing statistics, batch mode, and what they leave alone."""
+"""sagan_tf.inference.bn_stats: standing statistics, batch mode, and what they leave alone."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf import bn_stats
+from sagan_tf.inference import bn_stats
 from sagan_tf.config import from_preset
 from sagan_tf.models.builder import build_models
 

@@ -61,7 +61,7 @@ class _ValueClassifier:
 
 
 def test_class_accuracy_counts_samples_read_as_their_class():
-  from eval.sampling import NoiseAndLabels
+  from sagan_tf.inference.sampling import NoiseAndLabels
   num = 37
   stats = features.generated_stats(_ValueGenerator(), _ValueClassifier(), num,
                                    seed=3, batch_size=10, log_every=0)

@@ -12,9 +12,9 @@ from eval import evaluate
 from eval import results as results_lib
 from eval import train_eval
 from eval.inception import Classifier
-from sagan_tf import bn_stats as bn_stats_lib
+from sagan_tf.inference import bn_stats as bn_stats_lib
 from sagan_tf.run import checkpoint as checkpoint_lib
-from sagan_tf import export as export_lib
+from sagan_tf.inference import export as export_lib
 from sagan_tf.config import from_preset
 from sagan_tf.models.builder import build_models
 

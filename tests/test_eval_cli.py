@@ -9,7 +9,7 @@ import pytest
 import scipy.linalg
 import tensorflow as tf
 
-from eval import sampling
+from sagan_tf.inference import sampling
 from eval.testing import save_tiny_classifier
 from sagan_tf.run import checkpoint as checkpoint_lib
 from sagan_tf.config import from_preset

@@ -13,7 +13,7 @@ import tensorflow as tf
 from eval import evaluate
 from eval import inception
 from eval import real_stats
-from eval import sampling
+from sagan_tf.inference import sampling
 from eval.testing import save_tiny_classifier
 from sagan_tf.run import checkpoint as checkpoint_lib
 from sagan_tf.config import from_preset

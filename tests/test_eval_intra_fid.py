@@ -15,7 +15,7 @@ from eval import features
 from eval import inception
 from eval import real_stats
 from eval import results
-from eval import sampling
+from sagan_tf.inference import sampling
 from eval.testing import save_tiny_classifier
 from sagan_tf.run import checkpoint as checkpoint_lib
 from sagan_tf.config import from_preset

@@ -1,4 +1,4 @@
-"""Tests for sagan_tf.export and launch.export: a SavedModel usable without sagan_tf."""
+"""Tests for sagan_tf.inference.export and launch.export: a SavedModel usable without sagan_tf."""
 import json
 import os
 import subprocess
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf import bn_stats
+from sagan_tf.inference import bn_stats
 from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
-from sagan_tf import export as export_lib
+from sagan_tf.inference import export as export_lib
 from sagan_tf import images as images_lib
 from sagan_tf.models.ema import EMA
 from sagan_tf.models.builder import build_models

@@ -14,7 +14,7 @@ from sagan_tf import benchmark
 from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
 from sagan_tf.training import loop as train_lib
-from sagan_tf.bn_stats import bn_layers
+from sagan_tf.inference.bn_stats import bn_layers
 from sagan_tf.layers.replica_local import replica_local_weight
 from sagan_tf.layers.spectral_norm import SNDense
 from sagan_tf.training.step import METRICS

@@ -1,4 +1,4 @@
-"""launch.sample (subprocess) and eval.sampling: PNG and .npz from a tiny workdir."""
+"""launch.sample (subprocess) and sagan_tf.inference.sampling: PNG and .npz from a tiny workdir."""
 import dataclasses
 import json
 import os
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eval import sampling
+from sagan_tf.inference import sampling
 from sagan_tf.run import checkpoint as checkpoint_lib
 from sagan_tf.config import from_preset
 from sagan_tf.images import to_uint8
@@ -91,10 +91,10 @@ def test_cli_writes_png_and_npz_from_the_ema_generator(workdir, tmp_path):
 
 
 def test_write_samples_in_process(workdir, tmp_path):
-  """eval.sample_files, the library behind launch.sample: the live generator
+  """sagan_tf.inference.sample_files, the library behind launch.sample: the live generator
   with --nouse_ema, moving statistics, the .npz's JSON entries."""
-  from eval import sample_files  # pylint: disable=g-import-not-at-top
-  from sagan_tf import bn_stats as bn_stats_lib  # pylint: disable=g-import-not-at-top
+  from sagan_tf.inference import sample_files  # pylint: disable=g-import-not-at-top
+  from sagan_tf.inference import bn_stats as bn_stats_lib  # pylint: disable=g-import-not-at-top
   path, live, ema = workdir
   npz = str(tmp_path / "live.npz")
   request = sample_files.SampleRequest(num=5, classes=(2,), seed=4, batch_size=2,

@@ -1,4 +1,4 @@
-"""eval.grids: truncation trick, latent and class interpolation; CBN class mixtures;
+"""sagan_tf.inference.grids: truncation trick, latent and class interpolation; CBN class mixtures;
 launch.sample --grid (subprocess) on a tiny workdir."""
 import os
 import subprocess
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eval import grids
-from eval import sampling
+from sagan_tf.inference import grids
+from sagan_tf.inference import sampling
 from sagan_tf.run import checkpoint as checkpoint_lib
 from sagan_tf.config import from_preset
 from sagan_tf.models.builder import build_models

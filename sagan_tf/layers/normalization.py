@@ -83,7 +83,7 @@ class ConditionalBatchNorm(keras.layers.Layer):
     Args:
       labels: `[N]` int classes (the official gather), or `[N, num_classes]`
         float mixture weights: gamma = weights @ gamma_table, likewise beta
-        (class interpolation, eval.grids; one-hot rows give exactly
+        (class interpolation, sagan_tf.inference.grids; one-hot rows give exactly
         the int labels' parameters).
     """
     labels = tf.convert_to_tensor(labels)

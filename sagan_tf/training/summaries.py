@@ -115,7 +115,7 @@ def sample_images(strategy, generator, z, labels):
   replica) except on TPU, where it runs as a replica step and the first replica's
   images are returned.
   """
-  from sagan_tf import bn_stats  # pylint: disable=g-import-not-at-top
+  from sagan_tf.inference import bn_stats  # pylint: disable=g-import-not-at-top
   call = lambda: bn_stats.batch_forward(generator, z, labels, update_u=False)
   if not isinstance(strategy, tf.distribute.TPUStrategy):
     return call()

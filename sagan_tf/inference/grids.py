@@ -18,10 +18,10 @@ looking at a class-conditional generator:
   gamma = (1 - t_j) gamma_a + t_j gamma_b (same for beta), through
   ``ConditionalBatchNorm``'s `[N, num_classes]` mixture labels.
 
-Noise and labels come from ``eval.sampling.NoiseAndLabels`` (the seed's noise and
+Noise and labels come from ``sagan_tf.inference.sampling.NoiseAndLabels`` (the seed's noise and
 label streams); the truncation redraws come from a third stream spawned from the
 same seed. Every function takes a ready generator and the ``training`` and
-``update_u`` arguments of ``eval.sampling.generate`` (default: inference, stored
+``update_u`` arguments of ``sagan_tf.inference.sampling.generate`` (default: inference, stored
 ``u``), so a grid is made the same way as the plain samples.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from eval import sampling
+from sagan_tf.inference import sampling
 from sagan_tf import images as images_lib
 
 GRIDS = ("samples", "latent_interp", "class_interp")
@@ -79,7 +79,7 @@ def check_truncation(threshold):
 
 def truncation_rng(seed: int) -> np.random.Generator:
   """The redraw stream of a seed: child 2 of its SeedSequence (children 0 and 1
-  are eval.sampling's noise and label streams)."""
+  are sagan_tf.inference.sampling's noise and label streams)."""
   return np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
 
 
@@ -107,7 +107,7 @@ def truncate(z, threshold, rng: np.random.Generator) -> np.ndarray:
 
 def run_generator(generator, z, labels, batch_size=64, training=False,
                   update_u=False) -> np.ndarray:
-  """generator(z, labels, training, update_u) in batches, as eval.sampling.generate.
+  """generator(z, labels, training, update_u) in batches, as sagan_tf.inference.sampling.generate.
 
   Args:
     z: `[N, z_dim]` noise; labels: `[N]` int or `[N, num_classes]` float weights.
@@ -137,7 +137,7 @@ def interpolation_weights(steps: int) -> np.ndarray:
 
 def sample_grid(generator, num, seed=0, classes=None, truncation=None,
                 batch_size=64, training=False, update_u=False) -> Grid:
-  """``num`` plain samples (as eval.sampling.generate draws them), optionally
+  """``num`` plain samples (as sagan_tf.inference.sampling.generate draws them), optionally
   truncated; a square grid."""
   stream = sampling.NoiseAndLabels(generator.z_dim, generator.num_classes, seed,
                                    classes, num)

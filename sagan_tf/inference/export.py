@@ -23,7 +23,7 @@ normalises by the resulting sigma, but never writes ``u`` back. Every call thus
 equals *one* official inference forward from the exported state, and the model is
 a pure function of its inputs (thread-safe, reproducible).
 
-Batch-norm statistics (``sagan_tf.bn_stats``): ``export_workdir`` exports with
+Batch-norm statistics (``sagan_tf.inference.bn_stats``): ``export_workdir`` exports with
 standing statistics by default (recomputed in memory from the checkpoint's weights
 and frozen into the SavedModel); ``bn_stats="moving"`` keeps the checkpoint's moving
 averages (official inference); ``"batch"`` serves with each request's own batch
@@ -53,7 +53,7 @@ def serving_fn(generator, batch_statistics: bool = False):
   ``batch_statistics``: normalise with each request's batch moments (leaving the
   moving statistics unchanged) instead of the stored statistics.
   """
-  from sagan_tf import bn_stats as bn_stats_lib  # pylint: disable=g-import-not-at-top
+  from sagan_tf.inference import bn_stats as bn_stats_lib  # pylint: disable=g-import-not-at-top
   generator.build_variables()
 
   @tf.function(input_signature=[
@@ -103,13 +103,13 @@ def export_workdir(workdir: str, output_dir: str, checkpoint=None,
     output_dir: SavedModel directory to write (new or empty).
     checkpoint: a checkpoint path; default the latest.
     use_ema: export the EMA generator when the checkpoint has one.
-    bn_stats: a ``sagan_tf.bn_stats.BNStats`` (default: standing statistics).
+    bn_stats: a ``sagan_tf.inference.bn_stats.BNStats`` (default: standing statistics).
 
   Returns:
     (output_dir, config, step, used_ema).
   """
   # pylint: disable=g-import-not-at-top
-  from sagan_tf import bn_stats as bn_stats_lib
+  from sagan_tf.inference import bn_stats as bn_stats_lib
   from sagan_tf.run import checkpoint as ckpt_lib
   if tf.io.gfile.isdir(output_dir) and tf.io.gfile.listdir(output_dir):
     raise FileExistsError(f"Export directory {output_dir!r} is not empty.")

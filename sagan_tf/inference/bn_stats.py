@@ -93,7 +93,7 @@ def bn_layers(generator) -> List:
 def standing_inputs(generator, passes: int, batch_size: int, seed: int):
   """Yields (z `[B, z_dim]` float32, labels `[B]` int32) for the standing passes.
 
-  A stream of its own (not that of ``eval.sampling`` with the same seed), so the
+  A stream of its own (not that of ``sagan_tf.inference.sampling`` with the same seed), so the
   statistics do not repeat the samples they are used for.
   """
   rng = np.random.default_rng([int(seed), 0x5374616E])  # "Stan"

@@ -85,7 +85,7 @@ def generate(generator, num: int, seed: int = 0,
              update_u=False, training: bool = False):
   """Samples ``num`` images from ``generator`` at inference (``training=False``).
 
-  The BN statistics are those the generator holds (``sagan_tf.bn_stats.prepare``
+  The BN statistics are those the generator holds (``sagan_tf.inference.bn_stats.prepare``
   sets standing ones); ``training=True`` normalises each batch with its own
   moments instead (``bn_stats`` mode "batch": the images then depend on
   ``batch_size``).

@@ -2,16 +2,16 @@
 and/or an .npz, interpolation grids and attention-map figures.
 
 ``write_samples`` loads the generator (the EMA one when the checkpoint has it,
-unless ``use_ema=False``), sets its batch-norm statistics (``sagan_tf.bn_stats``)
+unless ``use_ema=False``), sets its batch-norm statistics (``sagan_tf.inference.bn_stats``)
 and writes what a ``SampleRequest`` asks for, in this order:
 
 * plain samples (``grid="samples"`` without truncation): ``sample`` draws them
-  (``eval.sampling``: noise and labels from the seed alone); the PNG is a square
+  (``sagan_tf.inference.sampling``: noise and labels from the seed alone); the PNG is a square
   grid (``sagan_tf.images``), the .npz holds ``images`` (uint8 [N, S, S, 3]),
   ``labels`` (int32 [N]) and, as JSON strings, ``bn_stats`` and ``step``;
 * the attention figure of the first min(num, 4) of those samples
-  (``sagan_tf.attention_maps``);
-* otherwise a grid of ``eval.grids`` (truncated samples, latent or class
+  (``sagan_tf.inference.attention_maps``);
+* otherwise a grid of ``sagan_tf.inference.grids`` (truncated samples, latent or class
   interpolation) drawn at inference with the prepared statistics.
 
 Every file goes through ``tf.io.gfile`` (gs:// works). Nothing here reads flags.
@@ -25,8 +25,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from absl import logging
 
-from eval import grids
-from eval import sampling
+from sagan_tf.inference import grids
+from sagan_tf.inference import sampling
 from sagan_tf import images as images_lib
 
 ATTENTION_SHOWN = 4  # samples in an attention figure
@@ -46,7 +46,7 @@ class SampleRequest:
     attention_maps: path of the attention figure (None: not written).
     queries: attention query pixels ((y, x), ...) in image coordinates; None: one
       per quadrant centre.
-    grid: one of ``eval.grids.GRIDS``.
+    grid: one of ``sagan_tf.inference.grids.GRIDS``.
     truncation: truncation threshold (None or 0: off).
     interp_steps: images per interpolation row.
     interp_rows: rows of ``grid="latent_interp"``.
@@ -68,14 +68,14 @@ class SampleRequest:
 
   @property
   def plain(self) -> bool:
-    """Plain samples (not an ``eval.grids`` grid)."""
+    """Plain samples (not an ``sagan_tf.inference.grids`` grid)."""
     return self.grid == "samples" and not self.truncation
 
 
 def sample(generator, num, classes=None, seed=0, batch_size=64, bn_stats=None):
   """(images uint8 [num, S, S, 3], labels int32 [num]).
 
-  ``bn_stats``: a ``sagan_tf.bn_stats.BNStats`` already applied with
+  ``bn_stats``: a ``sagan_tf.inference.bn_stats.BNStats`` already applied with
   ``bn_stats.prepare`` (None: the generator as it is, at inference).
   """
   training = bool(bn_stats is not None and bn_stats.training)
@@ -102,7 +102,7 @@ def write_attention_maps(generator, path, queries=None, num=64, classes=None,
                          seed=0, shown=ATTENTION_SHOWN) -> str:
   """Attention figure of the first ``shown`` of the ``num`` samples that ``sample``
   draws with the same arguments; returns its path."""
-  from sagan_tf import attention_maps  # pylint: disable=g-import-not-at-top
+  from sagan_tf.inference import attention_maps  # pylint: disable=g-import-not-at-top
   queries = queries or attention_maps.default_queries(generator.image_size)
   stream = sampling.NoiseAndLabels(generator.z_dim, generator.num_classes, seed,
                                    classes, num)
@@ -114,7 +114,7 @@ def write_attention_maps(generator, path, queries=None, num=64, classes=None,
 
 
 def write_grid(generator, request: SampleRequest) -> List[str]:
-  """The ``eval.grids`` grid of ``request`` to its png/npz; returns the paths."""
+  """The ``sagan_tf.inference.grids`` grid of ``request`` to its png/npz; returns the paths."""
   common = dict(seed=request.seed, truncation=request.truncation,
                 batch_size=request.batch_size)
   grids.check_truncation(request.truncation)
@@ -143,7 +143,7 @@ def write_samples(workdir: str, request: SampleRequest,
     request: what to draw and where to write it.
     checkpoint: a checkpoint path; default the latest.
     use_ema: draw with the EMA generator when the checkpoint has one.
-    bn_stats: a ``sagan_tf.bn_stats.BNStats`` (default: standing statistics).
+    bn_stats: a ``sagan_tf.inference.bn_stats.BNStats`` (default: standing statistics).
 
   Raises:
     FileNotFoundError: no workdir or no checkpoint.
@@ -152,7 +152,7 @@ def write_samples(workdir: str, request: SampleRequest,
       or a bad grid request; the message is one line.
   """
   # pylint: disable=g-import-not-at-top
-  from sagan_tf import bn_stats as bn_stats_lib
+  from sagan_tf.inference import bn_stats as bn_stats_lib
   from sagan_tf.run import checkpoint as checkpoint_lib
   # pylint: enable=g-import-not-at-top
   config, generator, _, step = checkpoint_lib.load_models(
