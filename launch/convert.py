@@ -11,7 +11,7 @@ checkpoint. Model sizes (classes, widths, z, image size) are inferred from the
 checkpoint unless given. The workdir (config.json + checkpoints/ckpt-N, N the
 checkpoint's ``global_step``, 0 without one) is read back by
 ``sagan_tf.run.checkpoint.load_models``, so launch.sample / launch.eval / launch.train
-take it as --workdir. The logic lives in ``sagan_tf.convert``.
+take it as --workdir. The logic lives in ``sagan_tf.interop.convert``.
 """
 from absl import app
 from absl import flags
@@ -61,7 +61,7 @@ def main(argv):
         f"already a sagan_tf workdir and needs no conversion; pass "
         f"--workdir={workdir} to launch.train, launch.sample, launch.eval or "
         f"launch.export.")
-  from sagan_tf import convert  # after flag parsing: --help stays fast
+  from sagan_tf.interop import convert  # after flag parsing: --help stays fast
 
   try:
     config, path, step = convert.convert_to_workdir(

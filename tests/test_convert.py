@@ -1,4 +1,4 @@
-"""sagan_tf.convert / launch.convert: TF1 checkpoints reproduce their code's outputs.
+"""sagan_tf.interop.convert / launch.convert: TF1 checkpoints reproduce their code's outputs.
 
 Fixtures: ../shared/fixtures/{official_small,tfgan_small} (written by the official
 code and by TF-GAN's estimator example under TF 2.21 compat.v1), the small
@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 
 from sagan_tf.run import checkpoint as ckpt_lib
-from sagan_tf import convert
+from sagan_tf.interop import convert
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "tests", "data")

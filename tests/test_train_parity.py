@@ -4,7 +4,7 @@ Each fixture (tests/data/official_train_*, written by
 tools/make_official_train_reference.py with the unmodified official model.py under
 tf.compat.v1 RefVariables) holds a TF1 checkpoint, the inputs of several (D op,
 G op) iterations and the official variables and losses after each op. Here the
-checkpoint is loaded with ``sagan_tf.convert``, stepped by ``TrainStep`` with the
+checkpoint is loaded with ``sagan_tf.interop.convert``, stepped by ``TrainStep`` with the
 recorded real batches and, through ``noise_fn``, the recorded z and labels, and
 compared after every iteration: at least 99.9% of all model-variable elements
 (weights, ``u``, BN statistics; of a fixture written with ``--max_elements``, of
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf import convert
+from sagan_tf.interop import convert
 from sagan_tf.run import state as state_lib
 from sagan_tf.training import step as step_lib
 from sagan_tf.config import Config

@@ -13,7 +13,7 @@ saved. Then, ``--trials`` times: restore, run all towers' outputs and ``UPDATE_O
 in ONE ``session.run`` (as the official D and G train ops did), record outputs and
 moving statistics.
 
-Stage 2 (TF 2 eager) converts the checkpoint with ``sagan_tf.convert``, runs the
+Stage 2 (TF 2 eager) converts the checkpoint with ``sagan_tf.interop.convert``, runs the
 generator in training on the concatenated batch with ``bn_group_size`` = the
 per-tower batch, and reports (a) the largest output difference from the official
 towers (and, as a control, with ``bn_group_size=0``), (b) for every moving statistic
@@ -75,7 +75,7 @@ def official_stage(src, out_dir, b, trials):
         part = slice(i * b, (i + 1) * b)
         towers.append(gen(tf.constant(z[part]), tf.constant(y[part]), GF, CLASSES,
                           is_training=True))
-    # The discriminator only completes the checkpoint for sagan_tf.convert.
+    # The discriminator only completes the checkpoint for sagan_tf.interop.convert.
     mods["discriminator"].discriminator_test(
         tf.zeros([b, 128, 128, 3]), tf.constant(y[:b]), DF, CLASSES,
         update_collection=None)
@@ -110,7 +110,7 @@ def official_stage(src, out_dir, b, trials):
 def compare_stage(out_dir, b, trials):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  from sagan_tf import convert  # pylint: disable=g-import-not-at-top
+  from sagan_tf.interop import convert  # pylint: disable=g-import-not-at-top
   from sagan_tf.layers import normalization  # pylint: disable=g-import-not-at-top
   from sagan_tf import tf_compat  # pylint: disable=g-import-not-at-top
   norm_layers = (normalization.BatchNorm, normalization.ConditionalBatchNorm)

@@ -129,7 +129,7 @@ class _Recorder:
 def _train_step(fixture, record=False, variable_reads="tf1"):
   """(TrainStep over the fixture's checkpoint and recorded noise, entries, ref)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from sagan_tf import convert  # pylint: disable=g-import-not-at-top
+  from sagan_tf.interop import convert  # pylint: disable=g-import-not-at-top
   from sagan_tf.run import state as state_lib  # pylint: disable=g-import-not-at-top
   from sagan_tf.training import step as step_lib  # pylint: disable=g-import-not-at-top
   from sagan_tf.config import Config  # pylint: disable=g-import-not-at-top

@@ -45,7 +45,7 @@ Deliberate deviations from the official code:
   mixed-precision policy (the kernel and ``u`` are stored and read in float32); only
   the normalised kernel is cast to the compute dtype.
 * Variables are Keras layer weights (``kernel``, ``bias``, ``u``) instead of TF1
-  ``get_variable`` entries named ``w``/``Matrix``/``biases``; ``sagan_tf.convert`` holds
+  ``get_variable`` entries named ``w``/``Matrix``/``biases``; ``sagan_tf.interop.convert`` holds
   the name map.
 * Under a multi-replica strategy ``u`` is a sync-on-read variable that each replica
   writes on its own, with no cross-replica reduction: ``u'`` is the same on every

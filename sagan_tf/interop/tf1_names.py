@@ -1,7 +1,7 @@
 """Written-out name maps from TF1 SAGAN checkpoints to sagan_tf's Keras variables.
 
 One entry per Keras variable: ``(checkpoint name, Keras variable, checkpoint
-shape)``; ``sagan_tf.convert`` checks every shape and assigns. Two layouts:
+shape)``; ``sagan_tf.interop.convert`` checks every shape and assigns. Two layouts:
 
 * ``"official"``: brain-research/self-attention-gan, every variable under
   ``model/``. Variables ``w``/``Matrix``/``biases``/``bias``/``u``,
@@ -23,7 +23,7 @@ shape)``; ``sagan_tf.convert`` checks every shape and assigns. Two layouts:
   gamma/beta ``[1, 1, 1, C]`` -> ``[C]``.
 
 A ``Scopes`` names the generator's and the discriminator's scope in a checkpoint
-(``BASE_SCOPES`` are the bare ones); ``sagan_tf.convert.detect_scopes`` finds them.
+(``BASE_SCOPES`` are the bare ones); ``sagan_tf.interop.convert.detect_scopes`` finds them.
 
 Checkpoint variables that are not model state are recognised by
 ``is_training_state``: optimiser slots (last name component ``Adam``, ``Adam_<n>``,
@@ -60,7 +60,7 @@ BASE_SCOPES = {"official": Scopes("model", "model"),
                "tfgan_estimator": Scopes("generator", "discriminator")}
 
 # The variable each layout's generator / discriminator is recognised by, relative
-# to its scope (``sagan_tf.convert.detect_scopes``).
+# to its scope (``sagan_tf.interop.convert.detect_scopes``).
 PROBES = {"official": Scopes("g_snh0/Matrix", "d_optimized_block1/sn_conv1/w"),
           "tfgan_estimator": Scopes("g_snh0/dense/kernel",
                                     "d_optimized_block1/sn_conv1/sn_conv1/kernel")}
@@ -225,7 +225,7 @@ def discriminator_name_map(discriminator, layout: str, scope: str | None = None)
 
 
 def probe_names(layout: str, scopes: Scopes) -> dict:
-  """Checkpoint names of the tensors ``sagan_tf.convert.infer_config`` reads."""
+  """Checkpoint names of the tensors ``sagan_tf.interop.convert.infer_config`` reads."""
   g, d = scopes
   if layout == "official":
     return dict(

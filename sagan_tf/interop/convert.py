@@ -6,7 +6,7 @@ written-out name map (one entry per Keras variable), a shape check per entry and
 single error that names every checkpoint variable left unused, every model variable
 not found and every shape that does not match.
 
-Layouts (the name maps are in ``sagan_tf.tf1_names``):
+Layouts (the name maps are in ``sagan_tf.interop.tf1_names``):
 
 * ``"official"``: brain-research/self-attention-gan (``generator_test`` /
   ``discriminator_test`` and their ``_64`` forms, or the attention-free
@@ -60,15 +60,15 @@ from sagan_tf.run.checkpoint import CheckpointMismatchError
 from sagan_tf.config import Config
 from sagan_tf.models.builder import build_models
 from sagan_tf.models.builder import config_of
-from sagan_tf.tf1_names import BASE_SCOPES
-from sagan_tf.tf1_names import check_layout as _check_layout
-from sagan_tf.tf1_names import discriminator_name_map
-from sagan_tf.tf1_names import generator_name_map
-from sagan_tf.tf1_names import is_training_state
-from sagan_tf.tf1_names import LAYOUTS
-from sagan_tf.tf1_names import probe_names
-from sagan_tf.tf1_names import PROBES
-from sagan_tf.tf1_names import Scopes
+from sagan_tf.interop.tf1_names import BASE_SCOPES
+from sagan_tf.interop.tf1_names import check_layout as _check_layout
+from sagan_tf.interop.tf1_names import discriminator_name_map
+from sagan_tf.interop.tf1_names import generator_name_map
+from sagan_tf.interop.tf1_names import is_training_state
+from sagan_tf.interop.tf1_names import LAYOUTS
+from sagan_tf.interop.tf1_names import probe_names
+from sagan_tf.interop.tf1_names import PROBES
+from sagan_tf.interop.tf1_names import Scopes
 
 __all__ = ["CheckpointMismatchError", "LAYOUTS", "Scopes", "checkpoint_step",
            "convert_to_workdir", "detect_scopes", "discriminator_name_map",
