@@ -13,14 +13,14 @@ the replicas too. ``--batch_size`` is global, as in training. Warm-up steps
 images_per_s (real images per second for train, generated for generate),
 flops_per_step (graph profiler count of the step over all replicas, forward and
 backward), achieved_gflops_per_s, collectives_per_step (cross-replica reductions
-in the step graph, ``sagan_tf.benchmark.count_collectives``; 0 on one replica),
+in the step graph, ``sagan_tf.perf.benchmark.count_collectives``; 0 on one replica),
 peak_host_memory_mb, minor_page_faults_per_step (median over the timed steps),
 host_allocator (bfc unless TF_CPU_ALLOCATOR_USE_BFC says otherwise: ``launch``),
 and the settings;
 jit_compile (as asked: true, false or auto), xla (what ran) and xla_reason
 (``sagan_tf.training.jit_choice``); conv_gflops_per_s, the best rate TensorFlow reaches on
 the config's own 3x3 convolution shapes in this process with the step's compile
-mode (``sagan_tf.conv_rate``; conv_shape names it), and fraction_of_peak =
+mode (``sagan_tf.perf.conv_rate``; conv_shape names it), and fraction_of_peak =
 achieved_gflops_per_s / conv_gflops_per_s (``--noconv_rate`` skips both).
 ``--jit_compile`` (true) needs one replica (``--strategy=default``); the default,
 auto, picks XLA where it was measured faster.
@@ -94,7 +94,7 @@ def main(argv):
     raise app.UsageError("--jit_compile works with one replica only "
                          "(--strategy=default), not with "
                          f"{strategy.num_replicas_in_sync} mirrored replicas.")
-  from sagan_tf import benchmark  # pylint: disable=g-import-not-at-top
+  from sagan_tf.perf import benchmark  # pylint: disable=g-import-not-at-top
   from sagan_tf.training import jit_choice  # pylint: disable=g-import-not-at-top
   choice = jit_choice.resolve(config, strategy, workload=_MODE.value)
   asked, config = config.jit_compile, config.replace(jit_compile=choice.enabled)
@@ -134,13 +134,13 @@ def host_allocator():
 
 
 def peak_figures(config, strategy, achieved_gflops_per_s):
-  """conv_gflops_per_s, conv_shape, fraction_of_peak (``sagan_tf.conv_rate``).
+  """conv_gflops_per_s, conv_shape, fraction_of_peak (``sagan_tf.perf.conv_rate``).
 
   The convolutions are those of G and D (train) or G (generate) at the
   per-replica batch, timed with the step's compile mode and dtype.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from sagan_tf import conv_rate  # pylint: disable=g-import-not-at-top
+  from sagan_tf.perf import conv_rate  # pylint: disable=g-import-not-at-top
   batch = config.batch_size // strategy.num_replicas_in_sync
   shapes = conv_rate.step_convs(config, batch,
                                 ("g", "d") if _MODE.value == "train" else ("g",))

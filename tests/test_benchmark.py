@@ -1,4 +1,4 @@
-"""sagan_tf.benchmark and launch.benchmark: FLOP counting, figures, the JSON line."""
+"""sagan_tf.perf.benchmark and launch.benchmark: FLOP counting, figures, the JSON line."""
 
 import pytest
 import tensorflow as tf
@@ -6,7 +6,7 @@ from absl import app
 
 from launch import train as launch_train
 from launch.overrides import parse_sets
-from sagan_tf import benchmark
+from sagan_tf.perf import benchmark
 from sagan_tf import config as config_lib
 from sagan_tf.training import loop as train_lib
 from sagan_tf.inference.bn_stats import bn_layers

@@ -83,7 +83,7 @@ def test_sn_conv_takes_the_matmul_for_a_wide_kernel_on_small_maps():
 
 def test_conv_rate_finds_convolutions_the_step_runs_as_matmuls():
   from sagan_tf import config as config_lib
-  from sagan_tf import conv_rate
+  from sagan_tf.perf import conv_rate
   cfg = config_lib.override(config_lib.from_preset("tiny"),
                             {"gf_dim": "128", "df_dim": "128"})
   shapes = conv_rate.step_convs(cfg, batch=1)  # [1, 8, 8, 512] x 512: 64 rows

@@ -1,11 +1,11 @@
-"""sagan_tf.conv_rate (the benchmark's peak convolution rate) and its printout."""
+"""sagan_tf.perf.conv_rate (the benchmark's peak convolution rate) and its printout."""
 
 import pytest
 import tensorflow as tf
 
-from sagan_tf import benchmark
+from sagan_tf.perf import benchmark
 from sagan_tf import config as config_lib
-from sagan_tf import conv_rate
+from sagan_tf.perf import conv_rate
 from tests.benchmark_cli import json_line, run_cli
 
 TINY = config_lib.from_preset("tiny")

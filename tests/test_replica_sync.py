@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf import benchmark
+from sagan_tf.perf import benchmark
 from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
 from sagan_tf.training import loop as train_lib

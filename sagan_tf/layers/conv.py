@@ -43,7 +43,7 @@ _STATE = threading.local()
 @contextlib.contextmanager
 def as_convolutions():
   """Within it, ``conv2d`` always emits ``tf.nn.conv2d`` (models traced here show
-  every convolution as a ``Conv2D`` op: ``sagan_tf.conv_rate`` finds them so)."""
+  every convolution as a ``Conv2D`` op: ``sagan_tf.perf.conv_rate`` finds them so)."""
   before = getattr(_STATE, "off", False)
   _STATE.off = True
   try:

@@ -283,7 +283,7 @@ class TrainStep:
     (``d_steps`` batches from ``iterator``, ``strategy.run`` of the replica step,
     the cross-replica reductions and the step increment), with the replica step
     inlined and never XLA-compiled even when ``config.jit_compile`` is set, so graph
-    tools (e.g. the FLOP profiler of ``sagan_tf.benchmark``) see every op of every
+    tools (e.g. the FLOP profiler of ``sagan_tf.perf.benchmark``) see every op of every
     replica. Works under any strategy, from outside ``strategy.scope()``; tracing
     consumes no batch and changes no variable.
     """

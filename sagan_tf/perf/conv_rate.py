@@ -17,7 +17,7 @@ reach as single ops.
 
 A 3x3 convolution (stride 1, SAME) of ``[N, H, W, Cin]`` with ``Cout`` filters is
 ``2 * N * H * W * 9 * Cin * Cout`` FLOPs, the count of TensorFlow's graph profiler
-(``sagan_tf.benchmark.count_flops``).
+(``sagan_tf.perf.benchmark.count_flops``).
 """
 from __future__ import annotations
 

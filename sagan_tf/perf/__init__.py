@@ -1,0 +1,1 @@
+"""Speed: the train/sample benchmark and the convolution-rate probe behind the im2col choice."""
