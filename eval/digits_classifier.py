@@ -38,6 +38,8 @@ import tensorflow as tf
 from absl import logging
 
 from eval.inception import Classifier
+from sagan_tf.data.sources import load_digits_images
+from eval.real_stats import default_cache_dir
 
 DIGITS_SIZE = 32
 RECIPE = dict(version=2, image_size=DIGITS_SIZE, held_out=300, epochs=20,
@@ -66,7 +68,6 @@ def build_model(recipe: dict):
 
 
 def _data(recipe: dict):
-  from sagan_tf.data.sources import load_digits_images  # pylint: disable=g-import-not-at-top
   images, labels = load_digits_images(recipe["image_size"])
   x = images.astype(np.float32) * (2.0 / 255.0) - 1.0
   order = np.random.default_rng(recipe["seed"]).permutation(len(x))
@@ -172,7 +173,6 @@ def load_digits_classifier(cache_dir: Optional[str] = None, strategy=None,
     A Classifier with ``source`` "digits", ``identity`` "digits:<weights sha1>",
     ``num_classes`` 10, ``labels_match_classes`` True and ``held_out_accuracy``.
   """
-  from eval.real_stats import default_cache_dir  # pylint: disable=g-import-not-at-top
   path = cache_path(cache_dir or default_cache_dir(), recipe)
   weights, accuracy = None, None
   if tf.io.gfile.exists(path):

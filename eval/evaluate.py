@@ -69,6 +69,7 @@ from eval import real_stats as real_stats_lib
 from eval import results
 from sagan_tf.inference import bn_stats as bn_stats_lib
 from sagan_tf.run import checkpoint as checkpoint_lib
+from sagan_tf.run import state as state_lib
 
 # Kept under their old names: the result files (eval.results) and the two-set
 # comparison (eval.image_sets) were part of this module.
@@ -170,7 +171,7 @@ def evaluate_checkpoint(workdir: str, classifier, protocol: Protocol = Protocol(
     raise FileNotFoundError(
         f"No checkpoint under {checkpoint_lib.checkpoint_dir(workdir)!r}.")
   with strategy.scope():
-    config, generator, _, step = checkpoint_lib.load_models(
+    config, generator, _, step = state_lib.load_models(
         workdir, checkpoint=path, use_ema=use_ema)
   result = evaluate_generator(
       generator, config, classifier, protocol, step=step, strategy=strategy,

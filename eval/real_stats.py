@@ -37,6 +37,7 @@ from absl import logging
 from eval import features
 from eval import manifold
 from eval import metrics
+from sagan_tf.data.pipeline import make_dataset
 
 FORMAT_VERSION = 1
 REAL_KID_SEED = 0  # fixed: the real subset must not change with the sample seed
@@ -88,7 +89,6 @@ def _save(path: str, key: dict, arrays: dict):
 
 
 def _default_dataset_fn(config, batch_size: int, split: str):
-  from sagan_tf.data.pipeline import make_dataset  # pylint: disable=g-import-not-at-top
   return make_dataset(config, batch_size, split=split, shuffle=False, repeat=False)
 
 

@@ -21,6 +21,8 @@ from absl import logging
 
 from eval import evaluate
 from sagan_tf.models.builder import build_models
+from eval import digits_classifier
+from eval import inception
 
 DEFAULT_NUM_SAMPLES = 5_000
 
@@ -33,12 +35,9 @@ def default_classifier_name(config) -> str:
 def load_named_classifier(name: str, strategy=None, cache_dir=None,
                           inception_path=None):
   """The feature network called ``name`` ("digits" or "inception")."""
-  # pylint: disable=g-import-not-at-top
   if name == "digits":
-    from eval import digits_classifier
     return digits_classifier.load_digits_classifier(cache_dir, strategy)
   if name == "inception":
-    from eval import inception
     return inception.load_classifier(inception_path, strategy=strategy)
   raise ValueError(f"Unknown classifier {name!r}; choose 'digits' or 'inception'.")
 

@@ -10,7 +10,7 @@ functions called directly (``generator/...``): the scopes are found in the
 checkpoint. Model sizes (classes, widths, z, image size) are inferred from the
 checkpoint unless given. The workdir (config.json + checkpoints/ckpt-N, N the
 checkpoint's ``global_step``, 0 without one) is read back by
-``sagan_tf.run.checkpoint.load_models``, so launch.sample / launch.eval / launch.train
+``sagan_tf.run.state.load_models``, so launch.sample / launch.eval / launch.train
 take it as --workdir. The logic lives in ``sagan_tf.interop.convert``.
 """
 from absl import app

@@ -135,7 +135,7 @@ def main(argv):
       data.prepare_if_tfds(config)
     except data.DataError as e:  # one line, no traceback
       _fail(str(e))
-  from sagan_tf.training import summaries  # pylint: disable=g-import-not-at-top
+  from sagan_tf.run import safe_checkpoints as safe  # pylint: disable=g-import-not-at-top
   from sagan_tf.training import loop as train_lib  # pylint: disable=g-import-not-at-top
   logging.info("Strategy: %s", strategy_lib.describe(strategy))
   from sagan_tf.run import state as state_lib  # pylint: disable=g-import-not-at-top
@@ -165,7 +165,7 @@ def main(argv):
                os.path.dirname(workdir_lib.sample_path(workdir, 0)))
   try:
     result = trainer.run(config.train_steps)
-  except (summaries.NonFiniteLossError, train_lib.CheckpointWriteError) as e:
+  except (safe.NonFiniteLossError, train_lib.CheckpointWriteError) as e:
     _fail(str(e))
   except tf.errors.OpError as e:  # a bad record or file met while training
     line = data.runtime_error_line(e, config)

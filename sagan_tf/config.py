@@ -175,12 +175,6 @@ class Config:
         raw[key] = tuple(raw[key])
     return cls(**raw).validate()
 
-  def save(self, workdir: str) -> str:
-    """Writes ``config.json`` into workdir (any ``tf.io.gfile`` path, e.g.
-    gs://); returns its path."""
-    from sagan_tf.run import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-    return workdir_lib.save_config(workdir, self)
-
 
 _IMAGENET128 = Config(bn_group_size=64, shuffle_buffer=100_000,
                       interleave_cycle_length=64)

@@ -153,7 +153,7 @@ def test_sample_cli_writes_attention_figure(tmp_path):
   ema, _ = build_models(config)  # other weights: the figure must use these
   ema.g_non_local.sigma_ratio.assign(0.3)
   workdir = str(tmp_path / "run")
-  ckpt_lib.save_models(workdir, config, g, d, step=2, ema_generator=ema)
+  state_lib.save_models(workdir, config, g, d, step=2, ema_generator=ema)
   path = str(tmp_path / "attn.png")
   queries = [(2, 3), (30, 17)]
   proc = subprocess.run(

@@ -19,6 +19,7 @@ import pytest
 import tensorflow as tf
 
 from sagan_tf.run import checkpoint as ckpt_lib
+from sagan_tf.run import state as state_lib
 from sagan_tf.interop import convert
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -348,7 +349,7 @@ def test_workdir_step_is_the_checkpoint_global_step(fixtures_dir, tmp_path):
   _, path, step = convert.convert_to_workdir(src, "official", str(tmp_path / "b"))
   assert step == 123456 and path.endswith("ckpt-123456")
   assert ckpt_lib.latest_checkpoint(str(tmp_path / "b")) == path
-  _, g, _, loaded_step = ckpt_lib.load_models(str(tmp_path / "b"))
+  _, g, _, loaded_step = state_lib.load_models(str(tmp_path / "b"))
   assert loaded_step == 123456
   ref = np.load(os.path.join(fixtures_dir, "official_small", "reference.npz"))
   _close_images(g(ref["z"], ref["y_gen"], training=False), ref["g_eval"])
@@ -396,7 +397,7 @@ def test_cli_round_trip(tmp_path):
       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert ckpt_lib.latest_checkpoint(str(out)).endswith("ckpt-3")
-  config, g, d, step = ckpt_lib.load_models(str(out))
+  config, g, d, step = state_lib.load_models(str(out))
   assert step == 3
   assert (config.variant, config.num_classes, config.gf_dim, config.df_dim,
           config.z_dim, config.image_size, config.g_attention) == (

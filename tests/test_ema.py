@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf.run import checkpoint as ckpt_lib
+from sagan_tf.run import state as state_lib
 from sagan_tf import config as config_lib
 from sagan_tf.models.ema import EMA
 from sagan_tf.models.generator import Generator
@@ -120,9 +120,9 @@ def test_checkpoint_round_trip(tmp_path):
   _perturb(g, np.random.default_rng(3))
   ema.update(g, 1)
   workdir = str(tmp_path / "run")
-  ckpt_lib.save_models(workdir, config, g, d, step=7, ema_generator=ema.generator)
-  _, g_ema, _, step = ckpt_lib.load_models(workdir, use_ema=True)
-  _, g_live, _, _ = ckpt_lib.load_models(workdir, use_ema=False)
+  state_lib.save_models(workdir, config, g, d, step=7, ema_generator=ema.generator)
+  _, g_ema, _, step = state_lib.load_models(workdir, use_ema=True)
+  _, g_live, _, _ = state_lib.load_models(workdir, use_ema=False)
   assert step == 7
   for a, b in zip(g_ema.weights, ema.generator.weights):
     np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -14,6 +14,7 @@ from eval import train_eval
 from eval.inception import Classifier
 from sagan_tf.inference import bn_stats as bn_stats_lib
 from sagan_tf.run import checkpoint as checkpoint_lib
+from sagan_tf.run import state as state_lib
 from sagan_tf.inference import export as export_lib
 from sagan_tf.config import from_preset
 from sagan_tf.models.builder import build_models
@@ -38,7 +39,7 @@ def ram_workdir():
   config = from_preset("tiny")
   g, d = build_models(config)
   path = "ram://quality_eval/run"
-  checkpoint_lib.save_models(path, config, g, d, step=7)
+  state_lib.save_models(path, config, g, d, step=7)
   return path
 
 
@@ -82,7 +83,7 @@ def _served(path, z, labels):
 def test_export_per_bn_stats_mode(ram_workdir):
   z = np.random.default_rng(0).standard_normal((6, 16)).astype(np.float32)
   labels = np.arange(6, dtype=np.int32)
-  _, g, _, _ = checkpoint_lib.load_models(ram_workdir)
+  _, g, _, _ = state_lib.load_models(ram_workdir)
   from sagan_tf.images import to_uint8
   moving = to_uint8(g(z, labels, training=False, update_u=False))
   batch = to_uint8(g(z, labels, training=True, update_u=False))

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from sagan_tf.inference import sampling
 from eval.testing import save_tiny_classifier
-from sagan_tf.run import checkpoint as checkpoint_lib
+from sagan_tf.run import state as state_lib
 from sagan_tf.config import from_preset
 from sagan_tf.data.pipeline import make_dataset
 from sagan_tf.models.builder import build_models
@@ -104,7 +104,7 @@ def test_evaluate_workdir_on_digits(tmp_path):
   config = from_preset("tiny")  # digits: real images offline
   g, d = build_models(config)
   workdir = str(tmp_path / "run")
-  checkpoint_lib.save_models(workdir, config, g, d, step=3)
+  state_lib.save_models(workdir, config, g, d, step=3)
   cls = save_tiny_classifier(str(tmp_path / "tiny"), dim=4)
   out = run_eval(f"--workdir={workdir}", f"--inception_path={cls}",
                  "--num_samples=10", "--batch_size=5", "--bn_stats=moving",
@@ -113,7 +113,7 @@ def test_evaluate_workdir_on_digits(tmp_path):
   # Independent: the first 10 digits, the same seeded samples, numpy metrics.
   real = np.concatenate([x for x, _ in make_dataset(
       config, 5, split="train", shuffle=False, repeat=False).take(2)])
-  _, g, _, _ = checkpoint_lib.load_models(workdir)
+  _, g, _, _ = state_lib.load_models(workdir)
   fake, _ = sampling.generate(g, 10, seed=0, batch_size=5)
   (_, pool_real), (logits, pool_fake) = independent(cls, real), independent(cls, fake)
   assert out["IS"] == pytest.approx(np_is(logits), rel=1e-3)

@@ -15,7 +15,7 @@ from eval import inception
 from eval import real_stats
 from sagan_tf.inference import sampling
 from eval.testing import save_tiny_classifier
-from sagan_tf.run import checkpoint as checkpoint_lib
+from sagan_tf.run import state as state_lib
 from sagan_tf.config import from_preset
 from sagan_tf.models.builder import build_models
 from tests.test_eval_cli import np_kid
@@ -52,7 +52,7 @@ def make_workdir(path, steps=(5,)):
   config = from_preset("tiny")
   g, d = build_models(config)
   for step in steps:
-    checkpoint_lib.save_models(str(path), config, g, d, step=step)
+    state_lib.save_models(str(path), config, g, d, step=step)
   return str(path)
 
 
@@ -88,7 +88,7 @@ def test_checkpoint_metrics_match_independent_computation(evaluated, classifier)
   assert checkpoint_digest(workdir) == before  # evaluation never writes a checkpoint
   assert result["step"] == 5
   # Independent: the same samples (seeded), the classifier, numpy/scipy metrics.
-  _, g, _, _ = checkpoint_lib.load_models(workdir)
+  _, g, _, _ = state_lib.load_models(workdir)
   images, _ = sampling.generate(g, 20, seed=0, batch_size=8)
   fake = classifier(images)
   real = classifier(data.images[:24])
@@ -170,11 +170,11 @@ def test_watch_picks_up_new_checkpoints(tmp_path, classifier):
   config = from_preset("tiny")
   g, d = build_models(config)
   workdir = str(tmp_path / "run")
-  checkpoint_lib.save_models(workdir, config, g, d, step=1)
+  state_lib.save_models(workdir, config, g, d, step=1)
   kw = dict(cache_dir=str(tmp_path / "cache"), dataset_fn=FakeData(), log_every=0)
   watcher = evaluate.watch(workdir, classifier, PROTOCOL, timeout=1, **kw)
   assert next(watcher)["step"] == 1
-  checkpoint_lib.save_models(workdir, config, g, d, step=2)  # the trainer goes on
+  state_lib.save_models(workdir, config, g, d, step=2)  # the trainer goes on
   assert next(watcher)["step"] == 2
   assert list(watcher) == []  # no third checkpoint: ends after the timeout
   assert os.path.exists(evaluate.result_path(workdir, 2, "moving"))

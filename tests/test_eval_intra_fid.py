@@ -17,7 +17,7 @@ from eval import real_stats
 from eval import results
 from sagan_tf.inference import sampling
 from eval.testing import save_tiny_classifier
-from sagan_tf.run import checkpoint as checkpoint_lib
+from sagan_tf.run import state as state_lib
 from sagan_tf.config import from_preset
 from sagan_tf.models.builder import build_models
 
@@ -61,7 +61,7 @@ def workdir(tmp_path_factory):
   config = from_preset("tiny")
   g, d = build_models(config)
   path = str(tmp_path_factory.mktemp("run") / "w")
-  checkpoint_lib.save_models(path, config, g, d, step=4)
+  state_lib.save_models(path, config, g, d, step=4)
   return path
 
 
@@ -91,7 +91,7 @@ def test_workdir_intra_fid_matches_numpy(workdir, classifier, tmp_path):
                                         cache_dir=str(tmp_path), dataset_fn=data,
                                         log_every=0)
   # Independent: the same seeded samples and their classes, numpy per class.
-  _, g, _, _ = checkpoint_lib.load_models(workdir)
+  _, g, _, _ = state_lib.load_models(workdir)
   fake_images, fake_y = sampling.generate(g, 60, seed=0, batch_size=8)
   real = features_of(classifier, data.images)
   fake = features_of(classifier, fake_images)
@@ -165,7 +165,7 @@ def test_per_class_real_statistics_cached(classifier, tmp_path):
 def test_batch_statistics_do_not_see_padding(workdir, classifier, tmp_path):
   # 60 samples in batches of 8: the last holds 4. Batch moments must be those
   # of the 4 samples alone, as sampling.generate (unpadded) draws them.
-  _, g, _, _ = checkpoint_lib.load_models(workdir)
+  _, g, _, _ = state_lib.load_models(workdir)
   got = features.generated_stats(g, classifier, 60, batch_size=8, training=True,
                                  log_every=0)
   images, _ = sampling.generate(g, 60, seed=0, batch_size=8, training=True)

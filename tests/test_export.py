@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from sagan_tf.inference import bn_stats
 from sagan_tf.run import checkpoint as ckpt_lib
+from sagan_tf.run import state as state_lib
 from sagan_tf import config as config_lib
 from sagan_tf.inference import export as export_lib
 from sagan_tf import images as images_lib
@@ -68,7 +69,7 @@ def workdir(tmp_path_factory):
       w.assign(w.numpy() + 0.05 * rng.standard_normal(tuple(w.shape)).astype(np.float32))
   ema.update(g, 1)
   path = str(tmp_path_factory.mktemp("export") / "run")
-  ckpt_lib.save_models(path, config, g, d, step=5, ema_generator=ema.generator)
+  state_lib.save_models(path, config, g, d, step=5, ema_generator=ema.generator)
   return path
 
 
@@ -93,7 +94,7 @@ def test_launcher_export_loads_without_sagan_tf(workdir, tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "Exported the EMA generator of step 5" in proc.stderr
   config = ckpt_lib.load_config(workdir)
-  _, generator, _, _ = ckpt_lib.load_models(workdir, use_ema=True)
+  _, generator, _, _ = state_lib.load_models(workdir, use_ema=True)
   u_before = [w.numpy() for w in generator.weights if not w.trainable]
 
   rng = np.random.default_rng(1)
@@ -122,7 +123,7 @@ def test_live_generator_export_differs(workdir, tmp_path):
       workdir, export_dir, use_ema=False,
       bn_stats=bn_stats.BNStats("moving"))  # official inference
   assert (path, step, used_ema) == (export_dir, 5, False)
-  _, live, _, _ = ckpt_lib.load_models(workdir, use_ema=False)
+  _, live, _, _ = state_lib.load_models(workdir, use_ema=False)
   loaded = tf.saved_model.load(export_dir)
   z = tf.random.stateless_normal([2, 16], seed=[3, 4])
   labels = tf.constant([1, 2])
@@ -130,7 +131,7 @@ def test_live_generator_export_differs(workdir, tmp_path):
   expected = images_lib.to_uint8(
       live(z, labels, training=False, update_u=False).numpy())
   assert np.abs(served.numpy().astype(int) - expected.astype(int)).max() <= 1
-  _, ema, _, _ = ckpt_lib.load_models(workdir, use_ema=True)
+  _, ema, _, _ = state_lib.load_models(workdir, use_ema=True)
   ema_images = images_lib.to_uint8(
       ema(z, labels, training=False, update_u=False).numpy())
   assert np.abs(served.numpy().astype(int) - ema_images.astype(int)).max() > 1

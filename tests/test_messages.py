@@ -126,7 +126,7 @@ def test_eval_image_set_messages(tmp_path):
 
 def test_convert_given_a_sagan_tf_workdir_says_so(tmp_path):
   workdir = tmp_path / "run"
-  config_lib.from_preset("tiny").save(str(workdir))
+  workdir_lib.save_config(str(workdir), config_lib.from_preset("tiny"))
   os.makedirs(workdir / "checkpoints")
   for name in ("ckpt-4.index", "ckpt-4.data-00000-of-00001"):
     (workdir / "checkpoints" / name).write_bytes(b"")

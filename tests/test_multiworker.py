@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
-from sagan_tf.training import loop as train_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 480  # a safety net for hangs; a loaded 2-core machine needs ~4 min
@@ -150,8 +150,8 @@ def test_both_workers_finish_and_save(run):
 def test_workers_start_alike_and_end_with_identical_weights(run):
   assert [rc for rc, _ in run["results"]] == [0, 0], _outputs(run)
   workdir, record_dir = run["workdir"], run["record_dir"]
-  chief = train_lib.variables_of(workdir)
-  worker = train_lib.variables_of(os.path.join(workdir, "tmp_worker_1"))
+  chief = ckpt_lib.variables_of(workdir)
+  worker = ckpt_lib.variables_of(os.path.join(workdir, "tmp_worker_1"))
   assert sorted(chief) == sorted(worker)
   assert any(k.startswith(("generator/", "discriminator/")) for k in chief)
   assert any(k.startswith(("g_optimizer/", "d_optimizer/")) for k in chief)
@@ -221,8 +221,8 @@ def test_sigterm_to_one_worker_saves_the_same_step_on_all(preempted):
     steps.append(int(m.group(1)))
   assert steps[0] == steps[1] and 5 <= steps[0] < 1000, steps
   step = steps[0]
-  chief = train_lib.variables_of(workdir)
-  worker = train_lib.variables_of(os.path.join(workdir, "tmp_worker_1"))
+  chief = ckpt_lib.variables_of(workdir)
+  worker = ckpt_lib.variables_of(os.path.join(workdir, "tmp_worker_1"))
   assert chief["step/.ATTRIBUTES/VARIABLE_VALUE"] == step
   for key in chief:
     np.testing.assert_array_equal(chief[key], worker[key], err_msg=key)
@@ -235,7 +235,7 @@ def test_worker_resumes_from_the_chief_checkpoints(preempted, tmp_path_factory):
   # worker 0, not start a new run.
   assert [rc for rc, _ in preempted["results"]] == [PREEMPTED, PREEMPTED], (
       _outputs(preempted["results"]))
-  step = int(train_lib.variables_of(preempted["workdir"])[
+  step = int(ckpt_lib.variables_of(preempted["workdir"])[
       "step/.ATTRIBUTES/VARIABLE_VALUE"])
 
   def without_private_copy():

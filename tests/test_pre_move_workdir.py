@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf.run import checkpoint
 from sagan_tf.run import safe_checkpoints as safe
 from sagan_tf.run import state
 from sagan_tf.run import workdir as workdir_lib
@@ -30,7 +29,7 @@ def golden():
 
 
 def test_models_restore_to_the_same_outputs(golden):
-  config, generator, discriminator, step = checkpoint.load_models(WORKDIR)
+  config, generator, discriminator, step = state.load_models(WORKDIR)
   assert step == int(golden["step"]) == 2
   z = tf.random.stateless_normal([2, config.z_dim], seed=[7, 1])
   labels = tf.constant([3, 8], tf.int32)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from eval import digits_classifier as dc
-from sagan_tf.run import checkpoint as checkpoint_lib
+from sagan_tf.run import state as state_lib
 from sagan_tf.config import from_preset
 from sagan_tf.models.builder import build_models
 
@@ -23,7 +23,7 @@ def setup(tmp_path_factory):
   config = from_preset("tiny")
   g, d = build_models(config)
   workdir = str(root / "run")
-  checkpoint_lib.save_models(workdir, config, g, d, step=5)
+  state_lib.save_models(workdir, config, g, d, step=5)
   cache = str(root / "cache")
   weights = dc.build_model(dc.RECIPE).get_weights()
   dc.save_cached(dc.cache_path(cache, dc.RECIPE), dc.RECIPE, weights, 0.0)

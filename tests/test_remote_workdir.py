@@ -11,6 +11,7 @@ from PIL import Image
 from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
 from sagan_tf import images as images_lib
+from sagan_tf.run import workdir as workdir_lib
 
 
 def _ram_dir(name):
@@ -24,7 +25,7 @@ def test_config_round_trip(monkeypatch, tmp_path):
   monkeypatch.chdir(tmp_path)
   workdir = _ram_dir("config")
   config = config_lib.from_preset("tiny")
-  path = config.save(workdir)
+  path = workdir_lib.save_config(workdir, config)
   assert tf.io.gfile.exists(path)
   assert ckpt_lib.load_config(workdir) == config
   assert not os.listdir(tmp_path)  # nothing written locally

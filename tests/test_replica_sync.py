@@ -139,7 +139,7 @@ def test_two_replica_checkpoint_resumes_exactly_and_restores_into_one(
   straight = two_replicas["workdir"]
   for f in ("a", "b"):
     _copy_checkpoint(straight, str(tmp_path / f), 2)
-  step_2 = train_lib.variables_of(str(tmp_path / "a"))
+  step_2 = ckpt_lib.variables_of(str(tmp_path / "a"))
   # Into one replica: every variable, u and the moving statistics included.
   one = train_lib.Trainer(CONFIG, str(tmp_path / "a"),
                           dataset_fn=benchmark.synthetic_dataset_fn)
@@ -153,7 +153,7 @@ def test_two_replica_checkpoint_resumes_exactly_and_restores_into_one(
   assert _restored_equal_checkpoint(two, step_2) > 20
   two.run(3)
   two.close()
-  a, b = train_lib.variables_of(straight), train_lib.variables_of(str(tmp_path / "b"))
+  a, b = ckpt_lib.variables_of(straight), ckpt_lib.variables_of(str(tmp_path / "b"))
   assert a.keys() == b.keys() and any("/u/" in k for k in a)
   differ = [k for k in a if not np.array_equal(a[k], b[k])]
   assert not differ, differ[:5]

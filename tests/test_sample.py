@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from sagan_tf.inference import sampling
-from sagan_tf.run import checkpoint as checkpoint_lib
+from sagan_tf.run import state as state_lib
 from sagan_tf.config import from_preset
 from sagan_tf.images import to_uint8
 from sagan_tf.models.builder import build_models
@@ -37,7 +37,7 @@ def workdir(tmp_path_factory):
       elif w.name == "moving_variance":
         w.assign(rng.uniform(0.5, 2.0, w.shape))
   path = str(tmp_path_factory.mktemp("sample") / "run")
-  checkpoint_lib.save_models(path, config, g, d, step=4, ema_generator=ema)
+  state_lib.save_models(path, config, g, d, step=4, ema_generator=ema)
   return path, g, ema
 
 

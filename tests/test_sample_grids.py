@@ -10,7 +10,7 @@ from PIL import Image
 
 from sagan_tf.inference import grids
 from sagan_tf.inference import sampling
-from sagan_tf.run import checkpoint as checkpoint_lib
+from sagan_tf.run import state as state_lib
 from sagan_tf.config import from_preset
 from sagan_tf.models.builder import build_models
 from sagan_tf.layers.normalization import ConditionalBatchNorm
@@ -28,7 +28,7 @@ def workdir(tmp_path_factory):
     if "cbn" in w.path and w.path.endswith(("gamma", "beta")):
       w.assign(w.numpy() + 0.5 * rs.randn(*w.shape).astype(np.float32))
   path = str(tmp_path_factory.mktemp("grids") / "run")
-  checkpoint_lib.save_models(path, config, g, d, step=2)
+  state_lib.save_models(path, config, g, d, step=2)
   return path, g
 
 

@@ -54,7 +54,7 @@ def test_set_process_switches_seeds_and_makes_deterministic():
 def test_models_only_items_restore_into_models(tmp_path):
   g, d = models.build_models(TINY)
   g.g_snh0.bias.assign(tf.fill(g.g_snh0.bias.shape, 0.5))
-  path = ckpt_lib.save_models(str(tmp_path), TINY, g, d, step=3, ema_generator=g)
+  path = state_lib.save_models(str(tmp_path), TINY, g, d, step=3, ema_generator=g)
   for use_ema in (False, True):
     g2, _, step = state_lib.restore_models(path, TINY, use_ema, has_ema=True)
     assert step == 3

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
-from sagan_tf.training import summaries
+from sagan_tf.run import safe_checkpoints as safe
 from sagan_tf.training import loop as train_lib
 from sagan_tf.run import lock as workdir_lock
 
@@ -133,7 +133,7 @@ def test_nan_weights_are_never_saved_and_the_message_is_true(copy):
   # step 10, the weight check before the save at step 6 must stop it.
   config = TINY.replace(log_every=10, checkpoint_every=3)
   trainer = _fake_steps(train_lib.Trainer(config, copy), poison_at=5)
-  with pytest.raises(summaries.NonFiniteLossError) as e:
+  with pytest.raises(safe.NonFiniteLossError) as e:
     trainer.run(9)
   trainer.close()
   msg = str(e.value)
@@ -190,3 +190,11 @@ def test_second_trainer_on_a_workdir_is_refused(copy):
   finally:
     first.close()
   assert not os.path.exists(os.path.join(copy, workdir_lock.LOCK_FILE))
+
+
+def test_check_finite_names_step_and_every_bad_value():
+  safe.check_finite(3, dict(d_loss=1.5, g_loss=-0.25))
+  bad = dict(d_loss=float("nan"), d_loss_real=0.75, g_loss=float("-inf"))
+  with pytest.raises(safe.NonFiniteLossError,
+                     match=r"step 12: d_loss=nan, g_loss=-inf"):
+    safe.check_finite(12, bad)

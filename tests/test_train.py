@@ -14,9 +14,10 @@ from PIL import Image
 
 from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf import config as config_lib
+from sagan_tf.run import safe_checkpoints as safe
 from sagan_tf.run import state as state_lib
+from sagan_tf.run import workdir as workdir_lib
 from sagan_tf import strategy as strategy_lib
-from sagan_tf.training import summaries
 from sagan_tf.training import loop as train_lib
 from sagan_tf.models.builder import build_models
 from sagan_tf.run.checkpoint import CheckpointMismatchError
@@ -164,8 +165,8 @@ def test_resume_is_bit_identical_and_sigterm_saves(straight, tmp_path):
   # Each run's first log line (no speed yet) names the step it is at.
   assert len(lines) == 2 and "speed after step 3" in lines[0], lines
   assert "speed after step 4" in lines[1], lines
-  a = train_lib.variables_of(straight["workdir"])
-  b = train_lib.variables_of(workdir)
+  a = ckpt_lib.variables_of(straight["workdir"])
+  b = ckpt_lib.variables_of(workdir)
   assert a.keys() == b.keys() and len(a) > 200
   differ = [k for k in a if not np.array_equal(a[k], b[k])]
   assert not differ, differ[:5]
@@ -194,7 +195,7 @@ def test_mirrored_one_step_with_ema(tmp_path):
   new = trainer.generator.g_snh0.kernel.numpy()
   np.testing.assert_allclose(ema, 0.5 * (g_before["generator/g_snh0/kernel"] + new),
                              rtol=1e-5, atol=1e-7)
-  keys = train_lib.variables_of(str(tmp_path))
+  keys = ckpt_lib.variables_of(str(tmp_path))
   assert any(k.startswith("ema_generator/") for k in keys)
 
 
@@ -209,7 +210,7 @@ def test_nan_guard_names_step_and_loss(tmp_path):
             "fake_logits": 0.0}
   trainer.train_step = diverging_step
   trainer.write_samples = lambda: None
-  with pytest.raises(summaries.NonFiniteLossError,
+  with pytest.raises(safe.NonFiniteLossError,
                      match=r"step 3: d_loss=nan, g_loss=inf"):
     trainer.run(6)
   trainer.close()
@@ -228,8 +229,8 @@ def test_checkpoint_with_other_variables_names_them(tmp_path):
   # A checkpoint of a generator without attention under a config.json with it.
   no_attention = TINY.replace(g_attention=())
   g, d = build_models(no_attention)
-  ckpt_lib.save_models(str(tmp_path), no_attention, g, d, step=5)
-  TINY.save(str(tmp_path))
+  state_lib.save_models(str(tmp_path), no_attention, g, d, step=5)
+  workdir_lib.save_config(str(tmp_path), TINY)
   with pytest.raises(CheckpointMismatchError,
                      match=r"missing from the checkpoint.*generator/g_non_local/"):
     train_lib.Trainer(TINY, str(tmp_path))
@@ -239,7 +240,7 @@ def test_starts_from_models_only_checkpoint(tmp_path):
   # A workdir written by save_models (e.g. launch.convert): no optimizer state.
   g, d = build_models(TINY)
   g.g_snh0.bias.assign(tf.fill(g.g_snh0.bias.shape, 0.25))
-  ckpt_lib.save_models(str(tmp_path), TINY, g, d, step=7)
+  state_lib.save_models(str(tmp_path), TINY, g, d, step=7)
   trainer = train_lib.Trainer(TINY, str(tmp_path))
   trainer.close()
   assert int(trainer.step.numpy()) == 7

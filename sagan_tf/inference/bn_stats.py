@@ -113,7 +113,7 @@ def compute_standing_statistics(generator, passes: int = DEFAULT_PASSES,
 
   Args:
     generator: a built ``sagan_tf.models.generator.Generator`` (e.g. from
-      ``checkpoint.load_models``).
+      ``state.load_models``).
     passes: forward passes whose batch moments are averaged.
     batch_size: samples per pass.
     seed: seed of the passes' noise and labels.

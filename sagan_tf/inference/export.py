@@ -43,6 +43,9 @@ import keras
 import tensorflow as tf
 
 from sagan_tf import images as images_lib
+from sagan_tf.inference import bn_stats as bn_stats_lib
+from sagan_tf.run import checkpoint as ckpt_lib
+from sagan_tf.run import state as state_lib
 
 SIGNATURE = "serving_default"
 
@@ -53,7 +56,6 @@ def serving_fn(generator, batch_statistics: bool = False):
   ``batch_statistics``: normalise with each request's batch moments (leaving the
   moving statistics unchanged) instead of the stored statistics.
   """
-  from sagan_tf.inference import bn_stats as bn_stats_lib  # pylint: disable=g-import-not-at-top
   generator.build_variables()
 
   @tf.function(input_signature=[
@@ -108,13 +110,10 @@ def export_workdir(workdir: str, output_dir: str, checkpoint=None,
   Returns:
     (output_dir, config, step, used_ema).
   """
-  # pylint: disable=g-import-not-at-top
-  from sagan_tf.inference import bn_stats as bn_stats_lib
-  from sagan_tf.run import checkpoint as ckpt_lib
   if tf.io.gfile.isdir(output_dir) and tf.io.gfile.listdir(output_dir):
     raise FileExistsError(f"Export directory {output_dir!r} is not empty.")
   path = checkpoint or ckpt_lib.latest_checkpoint(workdir)
-  config, generator, _, step = ckpt_lib.load_models(workdir, path, use_ema=use_ema)
+  config, generator, _, step = state_lib.load_models(workdir, path, use_ema=use_ema)
   used_ema = bool(use_ema and path is not None and ckpt_lib.has_ema(path))
   bn = bn_stats_lib.prepare(generator, bn_stats)
   export_generator(generator, output_dir, batch_statistics=bn.training)

@@ -28,6 +28,9 @@ from absl import logging
 from sagan_tf.inference import grids
 from sagan_tf.inference import sampling
 from sagan_tf import images as images_lib
+from sagan_tf.inference import attention_maps
+from sagan_tf.inference import bn_stats as bn_stats_lib
+from sagan_tf.run import state as state_lib
 
 ATTENTION_SHOWN = 4  # samples in an attention figure
 
@@ -102,7 +105,6 @@ def write_attention_maps(generator, path, queries=None, num=64, classes=None,
                          seed=0, shown=ATTENTION_SHOWN) -> str:
   """Attention figure of the first ``shown`` of the ``num`` samples that ``sample``
   draws with the same arguments; returns its path."""
-  from sagan_tf.inference import attention_maps  # pylint: disable=g-import-not-at-top
   queries = queries or attention_maps.default_queries(generator.image_size)
   stream = sampling.NoiseAndLabels(generator.z_dim, generator.num_classes, seed,
                                    classes, num)
@@ -151,11 +153,7 @@ def write_samples(workdir: str, request: SampleRequest,
       classes outside the generator's, bad queries, a generator without attention
       or a bad grid request; the message is one line.
   """
-  # pylint: disable=g-import-not-at-top
-  from sagan_tf.inference import bn_stats as bn_stats_lib
-  from sagan_tf.run import checkpoint as checkpoint_lib
-  # pylint: enable=g-import-not-at-top
-  config, generator, _, step = checkpoint_lib.load_models(
+  config, generator, _, step = state_lib.load_models(
       workdir, checkpoint=checkpoint, use_ema=use_ema)
   bn_stats = bn_stats_lib.prepare(generator, bn_stats)
   written = []

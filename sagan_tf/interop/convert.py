@@ -55,6 +55,7 @@ import tensorflow as tf
 
 from sagan_tf.models import architecture as arch_lib
 from sagan_tf.run import checkpoint as ckpt_lib
+from sagan_tf.run import state as state_lib
 from sagan_tf.run import workdir as workdir_lib
 from sagan_tf.run.checkpoint import CheckpointMismatchError
 from sagan_tf.config import Config
@@ -338,5 +339,5 @@ def convert_to_workdir(source: str, layout: str, output: str, overwrite=False,
   step = checkpoint_step(open_checkpoint(source))
   generator, discriminator = load_tf1_checkpoint(source, layout, **dims)
   config = config_of(generator, discriminator).validate()
-  path = ckpt_lib.save_models(output, config, generator, discriminator, step=step)
+  path = state_lib.save_models(output, config, generator, discriminator, step=step)
   return config, path, step

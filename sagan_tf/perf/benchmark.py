@@ -40,11 +40,16 @@ import time
 from typing import Callable, Dict, Optional, Sequence
 
 import tensorflow as tf
+from sagan_tf import tf_compat
+from sagan_tf.training import loop as train_lib
+from sagan_tf.training import jit_choice
+from sagan_tf import strategy as strategy_lib
+from sagan_tf.models import builder as models
+from sagan_tf.models.builder import build_models
 
 
 def count_flops(concrete_function) -> int:
   """Float operations of one call of a traced ``tf.function`` (static shapes)."""
-  from sagan_tf import tf_compat  # pylint: disable=g-import-not-at-top
   return tf_compat.float_ops(concrete_function.graph)
 
 
@@ -168,7 +173,6 @@ def train_workload(config, strategy, workdir: str) -> Workload:
 
   ``config.jit_compile`` and ``config.mixed_precision`` apply as in training.
   """
-  from sagan_tf.training import loop as train_lib  # pylint: disable=g-import-not-at-top
   trainer = train_lib.Trainer(config, workdir, strategy,
                               dataset_fn=synthetic_dataset_fn)
   traced = trainer.train_step.trace(trainer.iterator)
@@ -186,12 +190,6 @@ def generate_workload(config, strategy) -> Workload:
   ``config.mixed_precision`` (the global policy is restored after). Raises ValueError for ``jit_compile`` with several
   replicas or a batch the replicas do not divide.
   """
-  # pylint: disable=g-import-not-at-top
-  from sagan_tf.training import jit_choice
-  from sagan_tf import strategy as strategy_lib
-  from sagan_tf.models import builder as models
-  from sagan_tf.models.builder import build_models
-  # pylint: enable=g-import-not-at-top
   per_replica = strategy_lib.replica_batch_size(strategy, config.batch_size)
   jit = jit_choice.resolve(config, strategy, workload="generate").enabled
   if jit and strategy.num_replicas_in_sync > 1:

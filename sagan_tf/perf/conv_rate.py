@@ -27,6 +27,8 @@ import time
 from typing import List, Sequence, Tuple
 
 import tensorflow as tf
+from sagan_tf.layers import conv
+from sagan_tf.models.builder import build_models
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,13 +76,11 @@ def step_convs(config, batch: int, models: Sequence[str] = ("g", "d")) -> List[C
   every convolution as a ``Conv2D`` op (also those ``sagan_tf.layers.conv`` runs as a
   matmul in the step: the peak is that of the convolutions, however computed).
   """
-  from sagan_tf.layers import conv  # pylint: disable=g-import-not-at-top
   with conv.as_convolutions():
     return _traced_convs(config, batch, models)
 
 
 def _traced_convs(config, batch, models):
-  from sagan_tf.models.builder import build_models  # pylint: disable=g-import-not-at-top
   g, d = build_models(config)
   s = config.image_size
   counts = collections.Counter()

@@ -35,6 +35,7 @@ import time
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from sagan_tf import tf_compat
@@ -43,6 +44,7 @@ from sagan_tf.config import Config
 from sagan_tf.run.workdir import checkpoint_dir
 from sagan_tf.run.workdir import load_config
 from sagan_tf.run.workdir import UNREADABLE_SUBDIR
+from sagan_tf.run import workdir as workdir_lib
 
 _CKPT_FILE = re.compile(r"^ckpt-(\d+)\.(index|data-\d+-of-\d+)$")
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
@@ -82,6 +84,23 @@ def checkpoint_candidates(workdir: str) -> List[Tuple[int, str]]:
         steps.add(int(m.group(1)))
   return [(n, os.path.join(directory, f"ckpt-{n}"))
           for n in sorted(steps, reverse=True)]
+
+
+def check_resumable(workdir: str, config: Config) -> None:
+  """Checks that ``config`` may train in ``workdir`` (new, or the same model).
+
+  Raises:
+    ConfigMismatchError: config.json names another model shape, or there are
+      checkpoints but no config.json to tell what they hold.
+    ConfigFileError: config.json does not parse.
+  """
+  if workdir_lib.has_config(workdir):
+    workdir_lib.check_config_compatible(load_config(workdir), config, workdir)
+    return
+  if checkpoint_candidates(workdir):
+    raise workdir_lib.ConfigMismatchError(
+        f"{workdir!r} has checkpoints but no {workdir_lib.CONFIG_FILE}; cannot "
+        f"tell whether they fit this config.")
 
 
 def quarantine(prefixes: Sequence[str]) -> List[str]:
@@ -131,17 +150,6 @@ def write_checkpoint_state(workdir: str, latest: str,
       last_preserved_timestamp=preserved)
 
 
-def save_models(workdir: str, config: Config, generator, discriminator,
-                step: int = 0, ema_generator=None) -> str:
-  """Writes config.json and a checkpoint holding the models; returns its path."""
-  from sagan_tf.run import state  # pylint: disable=g-import-not-at-top
-  config.save(workdir)
-  ckpt = tf.train.Checkpoint(**state.models_only(step, generator, discriminator,
-                                                 ema_generator))
-  manager = tf.train.CheckpointManager(ckpt, checkpoint_dir(workdir), max_to_keep=5)
-  return manager.save(checkpoint_number=step)
-
-
 def has_ema(path: str) -> bool:
   """Whether the checkpoint at ``path`` holds an EMA generator."""
   # The reader itself: tf.train.list_variables asks gfile whether the path is a
@@ -149,27 +157,6 @@ def has_ema(path: str) -> bool:
   # yes for a checkpoint prefix.
   names = tf.compat.v1.train.NewCheckpointReader(path).get_variable_to_shape_map()
   return any(n.startswith("ema_generator/") for n in names)
-
-
-def load_models(workdir: str, checkpoint: Optional[str] = None, use_ema=True):
-  """Rebuilds the models of a workdir and restores them.
-
-  Args:
-    workdir: a sagan_tf workdir.
-    checkpoint: a checkpoint path; default the latest in the workdir.
-    use_ema: return the EMA generator as the generator when the checkpoint has one.
-
-  Returns:
-    (config, generator, discriminator, step).
-  """
-  config = load_config(workdir)
-  path = checkpoint or latest_checkpoint(workdir)
-  if path is None:
-    raise FileNotFoundError(f"No checkpoint under {checkpoint_dir(workdir)!r}.")
-  from sagan_tf.run import state  # pylint: disable=g-import-not-at-top
-  generator, discriminator, step = state.restore_models(
-      path, config, use_ema, use_ema and has_ema(path))
-  return config, generator, discriminator, step
 
 
 def checkpoint_keys(objects: Mapping[str, object]) -> Dict[str, object]:
@@ -204,6 +191,16 @@ def expected_variables(objects: Mapping[str, object]) -> Dict[str, Tuple[int, ..
 def checkpoint_variables(path: str) -> Dict[str, Tuple[int, ...]]:
   return {k: tuple(s) for k, s in tf.train.list_variables(path)
           if k.endswith(_SUFFIX)}
+
+
+def variables_of(workdir: str) -> Dict[str, np.ndarray]:
+  """{checkpoint key: value} of the latest checkpoint in ``workdir``, to compare
+  runs; leaves out ``save_counter`` (how many saves the manager made)."""
+  path = latest_checkpoint(workdir)
+  reader = tf.train.load_checkpoint(path)
+  return {k: reader.get_tensor(k) for k, _ in tf.train.list_variables(path)
+          if k.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
+          and not k.startswith("save_counter/")}
 
 
 def _short(key: str) -> str:

@@ -1,5 +1,8 @@
 """Restoring and saving a run's checkpoints so that nothing good is lost.
 
+* ``check_finite``: the NaN/inf guard of the logged losses (``NonFiniteLossError``,
+  the base of ``NonFiniteWeightsError``): training stops before a bad save.
+
 * ``restore_newest_readable``: tries ``checkpoint.checkpoint_candidates`` newest
   first (every ``ckpt-N`` with a file or a state-file entry) and keeps the first
   that restores and holds only finite values; the others it skipped are returned
@@ -21,6 +24,7 @@
 from __future__ import annotations
 
 import errno
+import math
 import os
 from typing import List, Mapping, Optional, Sequence, Tuple
 
@@ -28,15 +32,28 @@ from absl import logging
 import tensorflow as tf
 
 from sagan_tf.run import checkpoint as ckpt_lib
-from sagan_tf.training import summaries
 from sagan_tf.run import workdir as workdir_lib
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Raised by ``check_finite`` when a loss or logit mean is NaN or infinite."""
+
+
+def check_finite(step: int, metrics: Mapping[str, float]) -> None:
+  """Raises NonFiniteLossError naming the step and every non-finite value."""
+  bad = {k: v for k, v in metrics.items() if not math.isfinite(float(v))}
+  if bad:
+    what = ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))
+    raise NonFiniteLossError(
+        f"Training diverged at step {step}: {what}. The last checkpoint before "
+        f"this step is intact; lower the learning rates or check the data.")
 
 
 class UnreadableCheckpointsError(RuntimeError):
   """The workdir has checkpoint files, but none can be restored."""
 
 
-class NonFiniteWeightsError(summaries.NonFiniteLossError):
+class NonFiniteWeightsError(NonFiniteLossError):
   """A save found NaN/inf in the state to save; nothing was written."""
 
 

@@ -9,8 +9,8 @@ Like flax's ``TrainState`` and Model Garden's ``checkpoint_items``::
     path, absent, skipped = state.restore_newest(workdir)
 
 ``checkpoint_items`` spells the item names (``ITEMS``) for every writer and reader:
-the trainer, ``checkpoint.save_models`` (``launch.convert``'s workdirs: models and
-step only) and ``checkpoint.load_models`` (sample, eval, export). The names are the
+the trainer, ``save_models`` (``launch.convert``'s workdirs: models and
+step only) and ``load_models`` (sample, eval, export). The names are the
 checkpoint keys' first path component and never change, so old workdirs restore.
 
 ``set_process_switches`` is for the launcher that owns the process: the global
@@ -29,9 +29,12 @@ from absl import logging
 import keras
 import tensorflow as tf
 
-from sagan_tf.models import builder as models
-from sagan_tf.run import safe_checkpoints as safe
 from sagan_tf.config import Config
+from sagan_tf.models import builder as models
+from sagan_tf.models import ema as ema_lib
+from sagan_tf.run import checkpoint as ckpt_lib
+from sagan_tf.run import safe_checkpoints as safe
+from sagan_tf.run import workdir as workdir_lib
 
 # What a checkpoint may hold, by item name (= the first part of each key).
 ITEMS = ("step", "generator", "discriminator", "g_optimizer", "d_optimizer",
@@ -76,7 +79,6 @@ def optional_ema(config: Config, generator) -> Optional[object]:
   """An ``EMA`` of the generator if ``config.ema_decay > 0`` (inside the scope)."""
   if config.ema_decay <= 0:
     return None
-  from sagan_tf.models import ema as ema_lib  # pylint: disable=g-import-not-at-top
   return ema_lib.EMA(generator, decay=config.ema_decay, start_step=config.ema_start)
 
 
@@ -190,3 +192,35 @@ def models_only(step: int, generator, discriminator,
   """The items of a models-only checkpoint (a converted workdir)."""
   return checkpoint_items(make_step_variable(step), generator, discriminator,
                           ema_generator=ema_generator)
+
+
+def save_models(workdir: str, config: Config, generator, discriminator,
+                step: int = 0, ema_generator=None) -> str:
+  """Writes config.json and a checkpoint holding the models; returns its path."""
+  workdir_lib.save_config(workdir, config)
+  ckpt = tf.train.Checkpoint(**models_only(step, generator, discriminator,
+                                           ema_generator))
+  manager = tf.train.CheckpointManager(ckpt, workdir_lib.checkpoint_dir(workdir),
+                                       max_to_keep=5)
+  return manager.save(checkpoint_number=step)
+
+
+def load_models(workdir: str, checkpoint: Optional[str] = None, use_ema=True):
+  """Rebuilds the models of a workdir and restores them.
+
+  Args:
+    workdir: a sagan_tf workdir.
+    checkpoint: a checkpoint path; default the latest in the workdir.
+    use_ema: return the EMA generator as the generator when the checkpoint has one.
+
+  Returns:
+    (config, generator, discriminator, step).
+  """
+  config = workdir_lib.load_config(workdir)
+  path = checkpoint or ckpt_lib.latest_checkpoint(workdir)
+  if path is None:
+    raise FileNotFoundError(
+        f"No checkpoint under {workdir_lib.checkpoint_dir(workdir)!r}.")
+  generator, discriminator, step = restore_models(
+      path, config, use_ema, use_ema and ckpt_lib.has_ema(path))
+  return config, generator, discriminator, step

@@ -13,7 +13,7 @@ A workdir (any ``tf.io.gfile`` path: local, ``gs://``, ``ram://``) holds::
     WORKDIR/events.out.tfevents.*      TensorBoard
 
 Every command line (train, eval, sample, export, convert) finds these through the
-functions here. Resuming (``check_resumable``) needs a ``config.json`` with the
+functions here. Resuming (``checkpoint.check_resumable``) needs a ``config.json`` with the
 same model shape (``MODEL_FIELDS``) as the requested config; whether the
 checkpoint's variables fit the models is ``checkpoint.check_checkpoint_matches``.
 """
@@ -119,21 +119,3 @@ def check_config_compatible(saved: Config, requested: Config, workdir: str) -> N
     raise ConfigMismatchError(
         f"Cannot resume {workdir!r}: its {CONFIG_FILE} has a different model shape "
         f"({'; '.join(diffs)}). Use a new --workdir, or the workdir's own settings.")
-
-
-def check_resumable(workdir: str, config: Config) -> None:
-  """Checks that ``config`` may train in ``workdir`` (new, or the same model).
-
-  Raises:
-    ConfigMismatchError: config.json names another model shape, or there are
-      checkpoints but no config.json to tell what they hold.
-    ConfigFileError: config.json does not parse.
-  """
-  if has_config(workdir):
-    check_config_compatible(load_config(workdir), config, workdir)
-    return
-  from sagan_tf.run import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
-  if ckpt_lib.checkpoint_candidates(workdir):
-    raise ConfigMismatchError(
-        f"{workdir!r} has checkpoints but no {CONFIG_FILE}; cannot tell whether "
-        f"they fit this config.")

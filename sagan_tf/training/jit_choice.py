@@ -37,6 +37,7 @@ import tensorflow as tf
 
 from sagan_tf.config import JIT_AUTO as AUTO
 from sagan_tf.config import parse_jit_compile as parse
+from sagan_tf import tf_compat
 
 AUTO_MIN_WIDTH = 64  # XLA measured faster at gf=df=64 (32 and 128 px) ...
 AUTO_MIN_WIDTH_SMALL = 8  # ... and at gf=df=8 at 32 px; slower at 8 at 128 px
@@ -51,7 +52,6 @@ class JitChoice:
 
 def _op_determinism_enabled() -> bool:
   # tf.config.experimental has enable/disable but no public getter.
-  from sagan_tf import tf_compat  # pylint: disable=g-import-not-at-top
   return tf_compat.op_determinism_enabled()
 
 

@@ -54,7 +54,6 @@ import threading
 import time
 from typing import Callable, Dict, Optional
 
-import numpy as np
 import tensorflow as tf
 
 from sagan_tf.run import checkpoint as ckpt_lib
@@ -66,11 +65,11 @@ from sagan_tf.training import step as step_lib
 from sagan_tf.run import workdir as workdir_lib
 from sagan_tf.run import lock as workdir_lock
 from sagan_tf.config import Config
+from sagan_tf.data import pipeline as data
 
 
 def default_dataset_fn(strategy, config: Config, skip_batches: int):
   """The input pipeline of ``sagan_tf.data.pipeline`` (distributed, seeded, skippable)."""
-  from sagan_tf.data import pipeline as data  # pylint: disable=g-import-not-at-top
   return data.distributed_dataset(strategy, config, skip_batches=skip_batches)
 
 
@@ -144,7 +143,7 @@ class Trainer:
 
   def _build(self, dataset_fn):
     config, workdir = self.config, self.workdir
-    workdir_lib.check_resumable(workdir, config)
+    ckpt_lib.check_resumable(workdir, config)
     self.state = state = state_lib.RunState.create(config, self.strategy)
     self.generator, self.discriminator = state.generator, state.discriminator
     self.g_optimizer, self.d_optimizer = state.g_optimizer, state.d_optimizer
@@ -169,7 +168,7 @@ class Trainer:
       self._preemption = self._make_preemption_handler()
     self._saved_step = int(self.step.numpy()) if self.restored else None
     if self.chief:
-      config.save(workdir)
+      workdir_lib.save_config(workdir, config)
 
     self.train_step = step_lib.TrainStep(
         config, self.strategy, self.generator, self.discriminator,
@@ -273,7 +272,7 @@ class Trainer:
     """Trains until global step ``until`` (default ``config.train_steps``).
 
     Returns early, after saving a checkpoint, when ``request_stop`` is called or
-    SIGTERM/SIGINT arrives; raises ``summaries.NonFiniteLossError`` if a logged
+    SIGTERM/SIGINT arrives; raises ``safe.NonFiniteLossError`` if a logged
     loss is NaN or infinite.
     """
     cfg = self.config
@@ -294,9 +293,9 @@ class Trainer:
         if step % cfg.log_every == 0 or final:
           metrics = {k: float(v) for k, v in out.items()}
           try:
-            summaries.check_finite(step, metrics)
-          except summaries.NonFiniteLossError as e:
-            raise summaries.NonFiniteLossError(
+            safe.check_finite(step, metrics)
+          except safe.NonFiniteLossError as e:
+            raise safe.NonFiniteLossError(
                 f"{e} ({safe.intact(self.last_checkpoint)}.)") from None
           now = time.perf_counter()
           sps = (step - s0) / (now - t0) if step > s0 else float("nan")
@@ -339,13 +338,3 @@ def train(config: Config, workdir: str, strategy=None, *, until=None,
     return trainer.run(until)
   finally:
     trainer.close()
-
-
-def variables_of(workdir: str) -> Dict[str, np.ndarray]:
-  """{checkpoint key: value} of the latest checkpoint in ``workdir``, to compare
-  runs; leaves out ``save_counter`` (how many saves the manager made)."""
-  path = ckpt_lib.latest_checkpoint(workdir)
-  reader = tf.train.load_checkpoint(path)
-  return {k: reader.get_tensor(k) for k, _ in tf.train.list_variables(path)
-          if k.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
-          and not k.startswith("save_counter/")}

@@ -1,5 +1,6 @@
 """What a training run reports: TensorBoard scalars and images, PNG sample grids,
-a one-line progress record, and the NaN/inf guard.
+and a one-line progress record (the NaN/inf guard of the logged losses is
+``sagan_tf.run.safe_checkpoints.check_finite``).
 
 Layout in the workdir::
 
@@ -25,20 +26,7 @@ import tensorflow as tf
 
 from sagan_tf import images as images_lib
 from sagan_tf.run import workdir as workdir_lib
-
-
-class NonFiniteLossError(FloatingPointError):
-  """Raised by ``check_finite`` when a loss or logit mean is NaN or infinite."""
-
-
-def check_finite(step: int, metrics: Mapping[str, float]) -> None:
-  """Raises NonFiniteLossError naming the step and every non-finite value."""
-  bad = {k: v for k, v in metrics.items() if not math.isfinite(float(v))}
-  if bad:
-    what = ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))
-    raise NonFiniteLossError(
-        f"Training diverged at step {step}: {what}. The last checkpoint before "
-        f"this step is intact; lower the learning rates or check the data.")
+from sagan_tf.inference import bn_stats
 
 
 @dataclasses.dataclass
@@ -115,7 +103,6 @@ def sample_images(strategy, generator, z, labels):
   replica) except on TPU, where it runs as a replica step and the first replica's
   images are returned.
   """
-  from sagan_tf.inference import bn_stats  # pylint: disable=g-import-not-at-top
   call = lambda: bn_stats.batch_forward(generator, z, labels, update_u=False)
   if not isinstance(strategy, tf.distribute.TPUStrategy):
     return call()
