@@ -154,5 +154,10 @@ def peak_figures(config, strategy, achieved_gflops_per_s):
                   achieved_gflops_per_s, rate.gflops_per_s), 3))
 
 
-if __name__ == "__main__":
+def run():
+  """Console-script entry point (``sagan-benchmark``, see pyproject.toml)."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

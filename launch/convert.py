@@ -77,5 +77,10 @@ def main(argv):
                config.g_attention, config.d_attention, config.variant)
 
 
-if __name__ == "__main__":
+def run():
+  """Console-script entry point (``sagan-convert``, see pyproject.toml)."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

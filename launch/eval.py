@@ -215,5 +215,10 @@ def _evaluate_workdir(evaluate, classifier, kwargs):
                           **result["metrics"]), sort_keys=True), flush=True)
 
 
-if __name__ == "__main__":
+def run():
+  """Console-script entry point (``sagan-eval``, see pyproject.toml)."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

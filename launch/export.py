@@ -47,5 +47,10 @@ def main(argv):
                config.z_dim, _BN.mode.value, path)
 
 
-if __name__ == "__main__":
+def run():
+  """Console-script entry point (``sagan-export``, see pyproject.toml)."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -128,5 +128,10 @@ def main(argv):
     raise app.UsageError(str(e)) from None
 
 
-if __name__ == "__main__":
+def run():
+  """Console-script entry point (``sagan-sample``, see pyproject.toml)."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -210,5 +210,10 @@ def _train_evaluator(config, workdir, strategy):
     raise app.UsageError(f"eval_every={config.eval_every}: {e}") from None
 
 
-if __name__ == "__main__":
+def run():
+  """Console-script entry point (``sagan-train``, see pyproject.toml)."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# Creates .venv/ at the repo root if it is missing and installs requirements into it.
+# Creates .venv/ at the repo root if it is missing, installs requirements into it,
+# then the project itself, editable (`pip install -e . --no-deps`, pyproject.toml):
+# `import sagan_tf` and the console scripts (.venv/bin/sagan-train, sagan-eval,
+# sagan-sample, sagan-convert, sagan-export, sagan-benchmark) then work from any
+# directory, and edits of the checkout take effect without reinstalling.
 # tensorflow-gan, tensorflow-hub and tf-keras go in with --no-deps: their declared
 # dependencies would pull a second, full `tensorflow` wheel over tensorflow-cpu.
 #
@@ -32,7 +36,7 @@ else
   cp requirements.txt "$reqs"
 fi
 stamp=.venv/.requirements.sha
-want=$( (echo "$DEVICE"; cat "$reqs" requirements-nodeps.txt) | sha1sum | cut -d' ' -f1)
+want=$( (echo "$DEVICE"; cat "$reqs" requirements-nodeps.txt pyproject.toml) | sha1sum | cut -d' ' -f1)
 if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -45,5 +49,6 @@ if [ -f .venv/.device ] && [ "$(cat .venv/.device)" != "$DEVICE" ]; then
 fi
 .venv/bin/python -m pip install -q -r "$reqs"
 .venv/bin/python -m pip install -q --no-deps -r requirements-nodeps.txt
+.venv/bin/python -m pip install -q --no-deps -e .
 echo "$DEVICE" > .venv/.device
 echo "$want" > "$stamp"

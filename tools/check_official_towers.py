@@ -37,7 +37,6 @@ from absl import app
 from absl import flags
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # Defines --official_src and --output (required), used here as well.
 import make_official_reference as mor  # pylint: disable=wrong-import-position
 
@@ -109,7 +108,6 @@ def official_stage(src, out_dir, b, trials):
 
 def compare_stage(out_dir, b, trials):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from sagan_tf.interop import convert  # pylint: disable=g-import-not-at-top
   from sagan_tf.layers import normalization  # pylint: disable=g-import-not-at-top
   from sagan_tf import tf_compat  # pylint: disable=g-import-not-at-top

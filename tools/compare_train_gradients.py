@@ -43,8 +43,6 @@ from absl import app
 from absl import flags
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Defines --official_src and --output (required), used here as well.
 import make_official_train_reference as mtr  # pylint: disable=wrong-import-position
 

@@ -58,7 +58,6 @@ from absl import app
 from absl import flags
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from official_shim import FN_NAMES, IMAGE_SIZE, OFFICIAL_MODULES  # noqa: E402
 from official_shim import git_commit, import_official, sha256, value_for  # noqa: E402
 from official_shim import reference_inputs  # noqa: E402

@@ -81,7 +81,6 @@ import io
 import json
 import os
 import re
-import sys
 import types
 import zlib
 
@@ -89,7 +88,6 @@ from absl import app
 from absl import flags
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from official_shim import IMAGE_SIZE, absl_flags_shim, git_commit  # noqa: E402
 from official_shim import import_official, sha256, value_for  # noqa: E402
 

@@ -73,7 +73,6 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import official_shim  # noqa: E402  (its git_commit, sha256, reference_inputs)
 
 FLAGS = flags.FLAGS

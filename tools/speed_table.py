@@ -168,5 +168,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  sys.path.insert(0, REPO)
   sys.exit(main())

@@ -138,7 +138,6 @@ def time_official_graph(args):
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  sys.path.insert(0, TOOLS)
   from absl import flags  # pylint: disable=g-import-not-at-top
   import make_official_train_reference as ref  # pylint: disable=g-import-not-at-top
   from official_shim import IMAGE_SIZE, absl_flags_shim, import_official  # pylint: disable=g-import-not-at-top
