@@ -9,7 +9,7 @@ TensorFlow starts (``PROCESS_ENV``); a value already in the environment wins.
   back to the OS, so every step faults its activations and gradients in again:
   on the 2-core development CPU, the ``imagenet128`` batch-4 train step took about
   300k minor page faults and 0.8 s of system time per step with XLA (1M and 3 s
-  without), and about 2k and 0.02 s with BFC (README "Speed" has the step times).
+  without), and about 2k and 0.02 s with BFC (docs/speed.md has the step times).
   Library users who do not start through a launcher set it themselves, before
   TensorFlow is imported.
 """

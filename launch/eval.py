@@ -14,8 +14,8 @@ r"""Inception score, FID and KID of a sagan_tf workdir, or of two image sets.
 Results go to WORKDIR/eval/metrics_<step>.json (with the protocol) and to
 TensorBoard scalars eval/IS, eval/FID, eval/KID under WORKDIR/eval. Real-image
 statistics are cached under --cache_dir. The Inception network is the TF-GAN
-module from TF-Hub, or the local copy at --inception_path (see README,
-"Evaluation", to use it offline); ``--classifier=digits`` takes the digit
+module from TF-Hub, or the local copy at --inception_path (see
+docs/evaluation.md to use it offline); ``--classifier=digits`` takes the digit
 classifier of ``eval.digits_classifier`` instead and adds the class accuracy.
 The generator draws with standing BN statistics by default (``--bn_stats``,
 ``sagan_tf.inference.bn_stats``). The logic lives in the ``eval`` package.
@@ -69,7 +69,7 @@ _KID_MAX_SAMPLES = flags.DEFINE_integer("kid_max_samples", 10_000,
 _INTRA_FID_CLASSES = flags.DEFINE_integer(
     "intra_fid_classes", 10, "Workdir mode: intra-FID over classes 0..N-1 (0: "
     "off). Memory 2 N D^2 float64: 670 MB for 10 classes of 2048-d features "
-    "(README, Evaluation).")
+    "(docs/evaluation.md).")
 _OFFICIAL_U_UPDATES = flags.DEFINE_bool(
     "official_u_updates", False, "Let the generator write its spectral-norm u "
     "back on every call, as the official eval did (in memory only); default: "

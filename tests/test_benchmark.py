@@ -49,7 +49,7 @@ def test_cli_prints_one_json_line():
 
 
 def test_cli_train_under_two_mirrored_replicas(tmp_path):
-  """README's `--strategy=mirrored --cpu_replicas=2` command: the FLOPs of the
+  """docs/speed.md's `--strategy=mirrored --cpu_replicas=2` command: the FLOPs of the
   replicated step are those of one replica at the same global batch (plus each
   replica's own power iterations and Adam updates, well under 1% here)."""
   config = config_lib.from_preset("tiny")

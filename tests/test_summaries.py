@@ -73,7 +73,7 @@ def test_writer_writes_png_and_events(tmp_path):
   writer.close()
   assert path == os.path.join(str(tmp_path), "samples", "step_0000042.png")
   assert Image.open(path).size == (3 * 9 - 1, 2 * 9 - 1)
-  # The tags the README names, with their values and steps.
+  # The tags docs/training.md names, with their values and steps.
   events = read_events(str(tmp_path))
   want = {"losses/d_loss": 1.5, "losses/d_loss_real": 0.75,
           "losses/d_loss_fake": 0.75, "losses/g_loss": -0.25,

@@ -79,7 +79,7 @@ def test_default_strategy_trains_logs_and_saves(straight):
       "step_0000002.png", "step_0000004.png"]
   assert result.checkpoint.endswith("ckpt-4")
   assert ckpt_lib.load_config(workdir) == TINY
-  # TensorBoard: the README's tags, as the trainer fills them.
+  # TensorBoard: the tags docs/training.md names, as the trainer fills them.
   events = read_events(workdir)
   gates = ["attention/g_non_local/sigma_ratio", "attention/d_non_local/sigma_ratio"]
   assert set(events) == {

@@ -13,7 +13,7 @@ and each op's ``session.run`` also fetches the very gradient tensors that
 op), sparse ones summed into dense arrays. Writes ``gradients.npz``:
 ``before_<d|g><i>__<var>`` (every model variable before the op) and
 ``grad_<d|g><i>__<var>``. Fetching the gradients can move float rounding (in the
-gf=df=8 config of the README one element by 1.5e-8); it prints how many
+gf=df=8 config of docs/official_training.md one element by 1.5e-8); it prints how many
 variables end different from ``reference.npz``.
 
 Stage ``compare`` (TF 2 eager): before each op, sets sagan_tf's models to the

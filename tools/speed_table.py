@@ -1,4 +1,4 @@
-r"""Regenerates README's speed table: launch.benchmark over every preset.
+r"""Regenerates the speed table of docs/speed.md: launch.benchmark, every preset.
 
     .venv/bin/python tools/speed_table.py                 # every row, ~30 min
     .venv/bin/python tools/speed_table.py --rows=tiny,digits32 --steps=3

@@ -24,7 +24,7 @@ order of TensorFlow's convolution, which the official code used), square and
 larger than 1, stride 1, static shapes, ``N * H * W <= out`` channels, and no GPU
 or TPU in the process (it was measured only on the CPU; elsewhere the
 convolution is left to cuDNN / the TPU compiler).
-``README.md`` ("Speed") has the step times with and without it.
+``docs/speed.md`` has the step times with and without it.
 """
 from __future__ import annotations
 

@@ -3,8 +3,8 @@
 ``"auto"`` (the default) turns XLA on only where it is supported and was measured
 faster, so that a run started without flags gets the fast path. The rule, from
 ``tools/speed_table.py`` (every preset, XLA off and on, in one run on the idle
-2-core AMD EPYC development machine, tensorflow-cpu 2.21, 2026-11-23; README
-"Speed" has the table and the command):
+2-core AMD EPYC development machine, tensorflow-cpu 2.21, 2026-11-23;
+docs/speed.md has the table and the command):
 
 * one replica (the default strategy), no op determinism, on the CPU, training,
   with gf_dim and df_dim >= 64 at any size: on. ``imagenet128`` batch 4: 5.06 s
