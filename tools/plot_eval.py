@@ -4,91 +4,124 @@ r"""Plots FID and class accuracy against step from a workdir's eval results (PNG
 
 Reads every WORKDIR/eval/metrics_<step>[_<bn mode>].json (written by launch.eval
 or by training with --set=eval_every=N) of one BN-statistics mode (--bn_stats,
-needed when there are several) and draws two panels with PIL (no matplotlib):
-FID (left) and class accuracy (right, when measured) against the step.
+needed when there are several) and draws, with matplotlib, FID (left) and class
+accuracy (right, when measured) against the step: labelled axes, a grid, every
+evaluation marked and the last value written beside it.
 """
+import argparse
 import json
 import os
+import sys
 
-from absl import app
-from absl import flags
+import tensorflow as tf
+# Figures only: no other part of the project needs matplotlib. The object API
+# (Figure + the Agg canvas) leaves pyplot's global state alone.
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "sagan_tf workdir with eval/ results.")
-flags.DEFINE_string("output", None, "PNG to write.")
-flags.DEFINE_string("title", None, "Title (default: the workdir).")
-flags.DEFINE_string("bn_stats", None, "Plot the results of this BN-statistics "
-                    "mode (needed when the workdir holds several).")
-flags.mark_flags_as_required(["workdir", "output"])
+from sagan_tf.run import workdir as workdir_lib
 
-W, H, PAD = 360, 240, 40
+_BLUE = "#1e5ac8"
 
 
-def _panel(draw, x0, points, name, lo=None, hi=None):
-  from PIL import ImageDraw  # noqa: F401  pylint: disable=g-import-not-at-top
-  steps = [s for s, _ in points]
-  values = [v for _, v in points]
-  lo = min(values) if lo is None else lo
-  hi = max(values) if hi is None else hi
-  hi = hi if hi > lo else lo + 1
-  s_lo, s_hi = min(steps), max(max(steps), min(steps) + 1)
-  box = (x0 + PAD, PAD, x0 + W - 10, H - PAD)
-  draw.rectangle(box, outline="black")
-  to_xy = lambda s, v: (box[0] + (s - s_lo) / (s_hi - s_lo) * (box[2] - box[0]),
-                        box[3] - (v - lo) / (hi - lo) * (box[3] - box[1]))
-  xy = [to_xy(s, v) for s, v in points]
-  if len(xy) > 1:
-    draw.line(xy, fill=(30, 90, 200), width=2)
-  for x, y in xy:
-    draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=(30, 90, 200))
-  draw.text((box[0], 8), name, fill="black")
-  draw.text((box[0] - 36, box[1] - 4), f"{hi:.3g}", fill="black")
-  draw.text((box[0] - 36, box[3] - 8), f"{lo:.3g}", fill="black")
-  draw.text((box[0], box[3] + 6), f"step {s_lo}", fill="black")
-  draw.text((box[2] - 60, box[3] + 6), f"{s_hi}", fill="black")
-  s, v = points[-1]
-  draw.text((box[2] - 90, box[1] + 6), f"last {v:.3f}", fill=(30, 90, 200))
-
-
-def main(argv):
-  del argv
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
-  from sagan_tf import images  # pylint: disable=g-import-not-at-top
+def load_results(workdir):
+  """Every eval/metrics_*.json of ``workdir``, as dicts (unsorted)."""
   results = []
-  from sagan_tf.run import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   for path in sorted(tf.io.gfile.glob(os.path.join(
-      workdir_lib.eval_dir(FLAGS.workdir), "metrics_*.json"))):
+      workdir_lib.eval_dir(workdir), "metrics_*.json"))):
     with tf.io.gfile.GFile(path) as f:
       results.append(json.load(f))
+  return results
+
+
+def bn_mode(result):
+  return result.get("bn_stats", {}).get("mode", "?")
+
+
+def select(results, bn_stats=None, where="the workdir"):
+  """The results of one BN-statistics mode, sorted by step.
+
+  Raises:
+    ValueError: no results, none of ``bn_stats``, or several modes and no
+      ``bn_stats`` to pick one.
+  """
   if not results:
-    raise app.UsageError(f"No eval/metrics_*.json in {FLAGS.workdir!r}.")
-  mode_of = lambda r: r.get("bn_stats", {}).get("mode", "?")
-  found = sorted({mode_of(r) for r in results})
-  if FLAGS.bn_stats:
-    results = [r for r in results if mode_of(r) == FLAGS.bn_stats]
+    raise ValueError(f"No eval/metrics_*.json in {where}: evaluate it first "
+                     f"(launch.eval, or train with --set=eval_every=N).")
+  found = sorted({bn_mode(r) for r in results})
+  if bn_stats:
+    results = [r for r in results if bn_mode(r) == bn_stats]
     if not results:
-      raise app.UsageError(f"No --bn_stats={FLAGS.bn_stats} results in "
-                           f"{FLAGS.workdir!r} (it has {found}).")
+      raise ValueError(f"No --bn_stats={bn_stats} results in {where} (it has "
+                       f"{found}).")
   elif len(found) > 1:
-    raise app.UsageError(f"{FLAGS.workdir!r} holds results of the BN modes "
-                         f"{found}: pick one with --bn_stats.")
-  results.sort(key=lambda r: r["step"])
+    raise ValueError(f"{where} holds results of the BN modes {found}: pick one "
+                     f"with --bn_stats.")
+  return sorted(results, key=lambda r: r["step"])
+
+
+def series(results):
+  """([(step, FID)], [(step, class accuracy)] where measured) of sorted results."""
   fid = [(r["step"], r["metrics"]["FID"]) for r in results]
   acc = [(r["step"], r["metrics"]["class_accuracy"]) for r in results
          if r["metrics"].get("class_accuracy") is not None]
-  canvas = Image.new("RGB", (2 * W, H + 16), "white")
-  draw = ImageDraw.Draw(canvas)
-  _panel(draw, 0, fid, "FID (digit classifier features)", lo=0.0)
+  return fid, acc
+
+
+def _panel(ax, points, label, ylim=None):
+  steps = [s for s, _ in points]
+  values = [v for _, v in points]
+  ax.plot(steps, values, "-o", color=_BLUE, linewidth=2, markersize=5)
+  ax.set_xlabel("step")
+  ax.set_ylabel(label)
+  ax.set_title(label)
+  ax.grid(True, alpha=0.3)
+  if ylim is not None:
+    ax.set_ylim(*ylim)
+  ax.annotate(f"{values[-1]:.3g}", (steps[-1], values[-1]),
+              textcoords="offset points", xytext=(6, 6), color=_BLUE)
+
+
+def figure(fid, acc, title):
+  """The matplotlib Figure: FID, and class accuracy when ``acc`` is not empty."""
+  fig = Figure(figsize=(9.0 if acc else 4.8, 3.6), dpi=100)
+  FigureCanvasAgg(fig)
+  axes = fig.subplots(1, 2 if acc else 1, squeeze=False)[0]
+  top = max(v for _, v in fid)
+  _panel(axes[0], fid, "FID (lower is better)", ylim=(0.0, 1.08 * top))
   if acc:
-    _panel(draw, W, acc, "class accuracy", lo=0.0, hi=1.0)
-  modes = sorted({r.get("bn_stats", {}).get("mode", "?") for r in results})
-  draw.text((PAD, H), f"{FLAGS.title or FLAGS.workdir}  (BN statistics: "
-            f"{', '.join(modes)})", fill="black")
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  images.save_png(FLAGS.output, np.asarray(canvas))
-  print(FLAGS.output)
+    _panel(axes[1], acc, "class accuracy", ylim=(0.0, 1.0))
+  fig.suptitle(title)
+  fig.tight_layout()
+  return fig
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--workdir", required=True,
+                      help="sagan_tf workdir with eval/ results.")
+  parser.add_argument("--output", required=True, help="PNG to write.")
+  parser.add_argument("--title", default=None,
+                      help="Title (default: the workdir).")
+  parser.add_argument("--bn_stats", default=None,
+                      help="Plot the results of this BN-statistics mode "
+                      "(needed when the workdir holds several).")
+  args = parser.parse_args(argv)
+  try:
+    results = select(load_results(args.workdir), args.bn_stats,
+                     where=repr(args.workdir))
+  except ValueError as e:
+    print(f"plot_eval.py: {e}", file=sys.stderr)
+    return 2
+  fid, acc = series(results)
+  title = (f"{args.title or args.workdir}  (BN statistics: "
+           f"{bn_mode(results[0])})")
+  fig = figure(fid, acc, title)
+  with tf.io.gfile.GFile(args.output, "wb") as f:
+    fig.savefig(f, format="png")
+  print(args.output)
+  return 0
 
 
 if __name__ == "__main__":
-  app.run(main)
+  sys.exit(main())
