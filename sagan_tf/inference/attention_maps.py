@@ -14,6 +14,8 @@ column per *key* position, the keys being the 2x2-max-pooled ``(r/2) x (r/2)`` g
   covers ``2S/r x 2S/r`` image pixels). ``upsample_maps`` divides by that cell area
   so the upsampled map still sums to 1; the figure scales each overlay by its own
   maximum, so colours compare locations within one map, not across maps.
+  The figure is drawn with matplotlib (a dependency for figures only, imported
+  when one is drawn).
 
 Maps are computed with ``training=False, update_u=False``: looking at attention
 changes neither the spectral-norm vectors nor the BN statistics.
@@ -23,7 +25,6 @@ this module and ``SelfAttention(return_attention=True)`` are additions.
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -141,91 +142,97 @@ def upsample_maps(maps, image_size: int) -> np.ndarray:
   return up / float(f * f)
 
 
-def _heat_colours(t):
-  """A jet-like colour map: t in [0, 1] `[...]` -> RGB floats in [0, 1] `[..., 3]`."""
-  t = np.clip(t, 0.0, 1.0)[..., None]
-  centres = np.array([0.75, 0.5, 0.25], np.float32)  # r, g, b
-  return np.clip(1.5 - np.abs(4.0 * t - 4.0 * centres), 0.0, 1.0)
+# Figure layout in pixels: column titles above, row labels on the left.
+_TOP, _LEFT, _DPI = 20, 18, 100
 
 
-def _overlay(image_u8, heat):
-  """Blends a heat map `[H, W]` (any scale) over a uint8 image `[H, W, 3]`.
-
-  The map is scaled by its maximum; the colour covers the image more where the
-  attention is higher (opacity 0.25 to 0.75), so the image stays readable.
-  """
-  peak = float(heat.max())
-  t = heat / peak if peak > 0 else heat
-  alpha = (0.25 + 0.5 * t)[..., None]
-  mixed = (1 - alpha) * image_u8.astype(np.float32) / 255.0 + alpha * _heat_colours(t)
-  return np.clip(mixed * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
-def _mark(panel, point, colour, radius):
-  """Draws a ring with a dot at `point` (y, x) of a uint8 panel (in place)."""
-  h, w, _ = panel.shape
-  yy, xx = np.mgrid[0:h, 0:w]
-  d2 = (yy - point[0]) ** 2 + (xx - point[1]) ** 2
-  ring = (d2 <= radius ** 2) & (d2 >= (radius - 1.5) ** 2)
-  panel[ring] = (0, 0, 0)
-  panel[(d2 <= (radius - 1.5) ** 2) & (d2 >= (radius - 3) ** 2)] = colour
-  panel[d2 <= 1] = colour
+def _figure_size(rows: int, cols: int, panel: int, pad: int) -> Tuple[int, int]:
+  """(height, width) in pixels of the attention figure."""
+  return _TOP + rows * (panel + pad), _LEFT + cols * (panel + pad)
 
 
 def render_attention_figure(images, maps: Dict[int, np.ndarray],
                             queries: Sequence[Query], path: Optional[str] = None,
                             panel_size: int = 128, pad: int = 4) -> np.ndarray:
-  """Draws the paper's figure: per sample and block, the image with the queries
-  marked, then one heat-map overlay per query.
+  """Draws the paper's figure with matplotlib: per sample and block, the image
+  with the queries marked, then one heat map per query over the image.
+
+  Each heat map is scaled by its own maximum (matplotlib's ``jet``, more opaque
+  where the attention is higher, so the image stays readable); the query it
+  belongs to is the ringed dot of the same colour; column titles name the query
+  pixels, row labels the sample and the block's resolution.
 
   Args:
     images: `[N, S, S, 3]` in [-1, 1] (float) or uint8.
     maps: {r: `[N, Q, r/2, r/2]`} from ``attention_maps``.
     queries: the Q image pixels `(y, x)` the maps belong to.
     path: where to write the PNG (optional).
-    panel_size: minimum panel side; images are enlarged by an integer factor.
-    pad: white space between panels.
+    panel_size: the side of each panel in pixels.
+    pad: space between panels in pixels.
 
   Returns:
-    The figure, uint8 `[rows*(P+pad)-pad, (1+Q)*(P+pad)-pad, 3]` with one row per
-    (sample, resolution) pair, P the panel side.
+    The figure, uint8 `[20 + rows*(P+pad), 18 + (1+Q)*(P+pad), 3]` with one row
+    per (sample, resolution) pair, P = ``panel_size``; the panel of row i and
+    column j starts at pixel (20 + i*(P+pad), 18 + j*(P+pad)).
   """
+  # Figures only: the rest of sagan_tf runs without matplotlib. The object API
+  # (Figure + the Agg canvas) leaves pyplot's global state alone.
+  # pylint: disable=g-import-not-at-top
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+  # pylint: enable=g-import-not-at-top
   images = np.asarray(images)
   if images.dtype != np.uint8:
     images = images_lib.to_uint8(images)
   n, s = images.shape[0], images.shape[1]
-  scale = max(1, math.ceil(panel_size / s))
-  p = s * scale
-  radius = max(3, p // 24)
-  centre = lambda q: (int(q[0]) * scale + scale // 2, int(q[1]) * scale + scale // 2)
-  rows = []
-  for i in range(n):
-    big = np.repeat(np.repeat(images[i], scale, 0), scale, 1)
-    for res in sorted(maps):
-      m = np.asarray(maps[res])[i]
-      if m.shape[0] != len(queries):
-        raise ValueError(f"Maps at {res} have {m.shape[0]} queries, expected "
-                         f"{len(queries)}.")
-      first = big.copy()
-      for j, q in enumerate(queries):
-        _mark(first, centre(q), _MARKER_COLOURS[j % len(_MARKER_COLOURS)], radius)
-      panels = [first]
-      heat = upsample_maps(m, p)  # [Q, p, p]
-      for j, q in enumerate(queries):
-        panel = _overlay(big, heat[j])
-        _mark(panel, centre(q), _MARKER_COLOURS[j % len(_MARKER_COLOURS)], radius)
-        panels.append(panel)
-      rows.append(panels)
+  rows = [(i, res) for i in range(n) for res in sorted(maps)]
+  for res in sorted(maps):
+    if np.asarray(maps[res]).shape[1] != len(queries):
+      raise ValueError(f"Maps at {res} have {np.asarray(maps[res]).shape[1]} "
+                       f"queries, expected {len(queries)}.")
   cols = 1 + len(queries)
-  fig = np.full((len(rows) * (p + pad) - pad, cols * (p + pad) - pad, 3), 255,
-                np.uint8)
-  for r_i, panels in enumerate(rows):
-    for c_i, panel in enumerate(panels):
-      fig[r_i * (p + pad):r_i * (p + pad) + p,
-          c_i * (p + pad):c_i * (p + pad) + p] = panel
+  height, width = _figure_size(len(rows), cols, panel_size, pad)
+  fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, facecolor="white")
+  canvas = FigureCanvasAgg(fig)
+  font = dict(fontsize=7)
+  colour = lambda j: np.array(_MARKER_COLOURS[j % len(_MARKER_COLOURS)]) / 255.0
+  radius = max(3.0, 0.04 * panel_size)  # marker size in points at 100 dpi
+  for r_i, (i, res) in enumerate(rows):
+    heat = upsample_maps(np.asarray(maps[res])[i], s)  # [Q, S, S]
+    for c_i in range(cols):
+      left = _LEFT + c_i * (panel_size + pad)
+      top = _TOP + r_i * (panel_size + pad)
+      ax = fig.add_axes([left / width, 1 - (top + panel_size) / height,
+                         panel_size / width, panel_size / height])
+      ax.set_axis_off()
+      ax.imshow(images[i], interpolation="nearest")
+      if c_i:
+        h = heat[c_i - 1]
+        peak = float(h.max())
+        t = h / peak if peak > 0 else h
+        ax.imshow(t, cmap="jet", vmin=0.0, vmax=1.0, alpha=0.25 + 0.5 * t,
+                  interpolation="nearest")
+      marked = range(len(queries)) if c_i == 0 else [c_i - 1]
+      for j in marked:
+        y, x = queries[j]
+        ax.plot([x], [y], "o", markersize=radius, markerfacecolor=colour(j),
+                markeredgecolor="black", markeredgewidth=1.0)
+      ax.set_xlim(-0.5, s - 0.5)
+      ax.set_ylim(s - 0.5, -0.5)
+      if r_i == 0:
+        name = "queries" if c_i == 0 else f"query {tuple(queries[c_i - 1])}"
+        fig.text((left + panel_size / 2) / width, 1 - (_TOP / 2) / height, name,
+                 ha="center", va="center", **font)
+      if c_i == 0:
+        fig.text((_LEFT / 2) / width, 1 - (top + panel_size / 2) / height,
+                 f"sample {i}, {res}x{res}", rotation=90, ha="center",
+                 va="center", **font)
+  canvas.draw()
+  out = np.array(canvas.buffer_rgba())[..., :3]
+  assert out.shape[:2] == (height, width), (out.shape, height, width)
   if path is not None:
-    images_lib.save_png(path, fig)
-  return fig
+    images_lib.save_png(path, out)
+  return out
 
 
 def attention_summary(images, maps, queries, step, name="attention_maps",
