@@ -16,7 +16,8 @@ backward), achieved_gflops_per_s, collectives_per_step (cross-replica reductions
 in the step graph, ``sagan_tf.benchmark.count_collectives``; 0 on one replica),
 peak_host_memory_mb, minor_page_faults_per_step (median over the timed steps),
 host_allocator (bfc unless TF_CPU_ALLOCATOR_USE_BFC says otherwise: ``launch``),
-and the settings;
+host_cpu (the CPU model and its vector ISA, ``sagan_tf.host_cpu``: figures differ
+per host), and the settings;
 jit_compile (as asked: true, false or auto), xla (what ran) and xla_reason
 (``sagan_tf.jit_choice``); conv_gflops_per_s, the best rate TensorFlow reaches on
 the config's own 3x3 convolution shapes in this process with the step's compile
@@ -37,6 +38,7 @@ from absl import flags  # noqa: E402
 from launch.jit_flag import jit_compile_flag  # noqa: E402
 from launch.overrides import parse_sets  # noqa: E402
 from sagan_tf import config as config_lib  # noqa: E402
+from sagan_tf import host_cpu  # noqa: E402
 
 _PRESET = flags.DEFINE_enum("preset", "tiny", sorted(config_lib.PRESETS), "Preset.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "generate"],
@@ -118,7 +120,7 @@ def main(argv):
                 mixed_precision=config.mixed_precision,
                 strategy=_STRATEGY.value,
                 replicas=strategy.num_replicas_in_sync,
-                host_allocator=host_allocator())
+                host_allocator=host_allocator(), host_cpu=host_cpu.describe())
   result.update(benchmark.summarize(times, workload.images_per_step,
                                     workload.flops, workload.collectives, faults))
   if _CONV_RATE.value:

@@ -8,6 +8,7 @@ from launch import train as launch_train
 from launch.overrides import parse_sets
 from sagan_tf import benchmark
 from sagan_tf import config as config_lib
+from sagan_tf import host_cpu
 from sagan_tf import train as train_lib
 from sagan_tf.bn_stats import bn_layers
 from sagan_tf.models import build_models
@@ -46,6 +47,7 @@ def test_cli_prints_one_json_line():
   assert 0 < result["ms_per_step_min"] <= result["ms_per_step_median"]
   assert result["host_allocator"] == "bfc"  # launch's default (launch/__init__.py)
   assert result["minor_page_faults_per_step"] >= 0
+  assert result["host_cpu"] == host_cpu.describe()  # the figures name their host
 
 
 def test_cli_train_under_two_mirrored_replicas(tmp_path):
