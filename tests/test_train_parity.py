@@ -34,13 +34,13 @@ the directories listed in ``SAGAN_OFFICIAL_TRAIN_FIXTURES`` (``:``-separated).
 import functools
 import json
 import os
-import subprocess
-import sys
+import re
 
 import numpy as np
 import pytest
 
 from tests.tools_import import load_tool
+from tests.tools_import import run_tool
 
 tp = load_tool("train_parity")
 
@@ -114,18 +114,31 @@ def test_a_subset_fixture_is_refused_with_the_fix(tmp_path):
 
 @pytest.mark.skipif(not os.path.isdir(OFFICIAL_SRC),
                     reason=f"no official code at {OFFICIAL_SRC} (../shared)")
-def test_live_official_graph_other_sizes(tmp_path):
+def test_live_official_graph_other_sizes_and_the_report_tool(tmp_path):
   """The official graph run now, on this host, with sizes, seeds and a batch no
-  fixture has (baseline G and D: no attention; batch 3), then the per-op check."""
-  out = tmp_path / "fixture"
-  cmd = [sys.executable, os.path.join(REPO, "tools",
-                                      "make_official_train_reference.py"),
-         f"--official_src={OFFICIAL_SRC}", f"--output={out}", "--gf_dim=2",
-         "--df_dim=2", "--num_classes=2", "--z_dim=4", "--batch_size=3",
-         "--iterations=2", "--generator_type=baseline",
-         "--discriminator_type=baseline", "--tf_seed=61", "--assign_seed=62",
-         "--input_seed=63", "--nocheck_repeat"]
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+  fixture has (baseline G and D: no attention; batch 3), then the per-op check;
+  then tools/compare_train_gradients.py on it, end to end."""
+  out = str(tmp_path / "fixture")
+  run = run_tool("make_official_train_reference", f"--official_src={OFFICIAL_SRC}",
+                 f"--output={out}", "--gf_dim=2", "--df_dim=2", "--num_classes=2",
+                 "--z_dim=4", "--batch_size=3", "--iterations=2",
+                 "--generator_type=baseline", "--discriminator_type=baseline",
+                 "--tf_seed=61", "--assign_seed=62", "--input_seed=63",
+                 "--nocheck_repeat")
   assert run.returncode == 0, run.stderr[-3000:]
-  check(per_op(str(out)))
+  with open(os.path.join(out, "config.json")) as f:
+    assert json.load(f)["source"]["commit"].startswith("ad9612e")
+  check(per_op(out))
+  report = run_tool("compare_train_gradients", f"--fixture={out}", "--perturb")
+  assert report.returncode == 0, report.stderr[-3000:]
+  lines = report.stdout.splitlines()
+  ops = [l for l in lines if l.startswith(("d op", "g op"))]
+  assert len(ops) == 4, report.stdout
+  for line in ops:  # the README's per-op claims: within the bound, none beyond
+    worst = float(re.search(r"worst ([0-9.e+-]+) \(", line).group(1))
+    assert worst <= tp.RHO and " 0 of " in line, line
+  for kind in ("trajectory, after iteration",
+               "sagan_tf vs sagan_tf from weights moved by 1 ulp, after iteration"):
+    fractions = [float(re.search(r"iteration \d+: ([0-9.]+)%", l).group(1))
+                 for l in lines if l.startswith(kind)]
+    assert len(fractions) == 2 and all(0 < f <= 100 for f in fractions), lines
