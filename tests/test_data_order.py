@@ -109,3 +109,22 @@ def test_unshuffled_interleaves_sorted_files_by_block(pattern):
     while any(queues):
       want += [q.pop(0) for q in queues if q]
   np.testing.assert_array_equal(got, want)
+
+
+def test_every_epoch_permutes_the_files_anew(pattern):
+  """The file permutation itself changes with the epoch (not only the windows:
+  a window shuffle seeded by the epoch would hide an epoch-blind permutation),
+  and so does the example order when windows of 1 record shuffle nothing."""
+  cfg = cfg_for(pattern)
+  source = data_sources.tfrecord_source(cfg)
+  units = data_order.Units(source.n, source.read, source.counts)
+  order = data_order.Order(seed=0, cycle_length=3, window=4)
+  perms = [tuple(order.epoch_permutation(units, e).numpy()) for e in range(4)]
+  for p in perms:
+    assert sorted(p) == list(range(len(SIZES)))
+  assert len(set(perms)) == 4, perms
+  unwindowed = tags(data.make_dataset(cfg.replace(shuffle_buffer=1), 2), 3 * TOTAL // 2)
+  epochs = unwindowed.reshape(3, TOTAL)
+  for e in epochs:
+    assert sorted(e) == list(range(TOTAL))
+  assert len({tuple(e) for e in epochs}) == 3, epochs
