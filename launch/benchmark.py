@@ -15,7 +15,8 @@ flops_per_step (graph profiler count of the step over all replicas, forward and
 backward), achieved_gflops_per_s, collectives_per_step (cross-replica reductions
 in the step graph, ``sagan_tf.benchmark.count_collectives``; 0 on one replica),
 peak_host_memory_mb, minor_page_faults_per_step (median over the timed steps),
-host_allocator (bfc unless TF_CPU_ALLOCATOR_USE_BFC says otherwise: ``launch``),
+host_allocator (the one TensorFlow uses, observed: bfc unless TF_CPU_ALLOCATOR_USE_BFC
+says otherwise: ``launch``),
 and the settings;
 jit_compile (as asked: true, false or auto), xla (what ran) and xla_reason
 (``sagan_tf.jit_choice``); conv_gflops_per_s, the best rate TensorFlow reaches on
@@ -127,10 +128,20 @@ def main(argv):
 
 
 def host_allocator():
-  """"bfc" or "default": TensorFlow's host allocator in this process
-  (``TF_CPU_ALLOCATOR_USE_BFC``, which ``launch`` sets unless given)."""
-  value = os.environ.get("TF_CPU_ALLOCATOR_USE_BFC", "").strip().lower()
-  return "bfc" if value in ("1", "true") else "default"
+  """"bfc" or "default": the host allocator TensorFlow uses in this process, as
+  observed (``launch`` asks for BFC with ``TF_CPU_ALLOCATOR_USE_BFC`` unless the
+  environment says otherwise; TensorFlow reads it once, when it starts).
+
+  The BFC allocator keeps allocation statistics, so ``get_memory_info('CPU:0')``
+  answers; TensorFlow's default host allocator keeps none and it raises
+  ValueError. Call after the process has run an op (the allocator exists then).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    tf.config.experimental.get_memory_info("CPU:0")
+  except ValueError:
+    return "default"
+  return "bfc"
 
 
 def peak_figures(config, strategy, achieved_gflops_per_s):
