@@ -36,6 +36,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from launch.jit_flag import jit_compile_flag  # noqa: E402
+from launch.overrides import config_usage_error  # noqa: E402
 from launch.overrides import parse_sets  # noqa: E402
 from sagan_tf import config as config_lib  # noqa: E402
 
@@ -73,7 +74,7 @@ def build_config(preset, batch_size=None, jit_compile=None,
   try:
     return config_lib.override(config_lib.from_preset(preset), overrides)
   except ValueError as e:
-    raise app.UsageError(str(e)) from None
+    raise config_usage_error(e) from None
 
 
 def main(argv):

@@ -31,6 +31,7 @@ from absl import logging  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from launch.jit_flag import jit_compile_flag  # noqa: E402
+from launch.overrides import config_usage_error  # noqa: E402
 from launch.overrides import parse_sets  # noqa: E402
 from sagan_tf import config as config_lib  # noqa: E402
 from sagan_tf import workdir as workdir_lib  # noqa: E402
@@ -108,7 +109,7 @@ def build_config(workdir, preset=None, steps=None, checkpoint_every=None,
   try:
     return config_lib.override(config, overrides)
   except ValueError as e:
-    raise app.UsageError(str(e)) from None
+    raise config_usage_error(e) from None
 
 
 def main(argv):

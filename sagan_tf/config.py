@@ -150,7 +150,10 @@ class Config:
     need(self.bn_group_size >= 0, "bn_group_size",
          "must be >= 0 (0 = normalise over the whole global batch)")
     need(self.bn_group_size == 0 or self.batch_size % self.bn_group_size == 0,
-         "bn_group_size", f"must divide batch_size={self.batch_size} (or be 0)")
+         "bn_group_size", f"must divide batch_size={self.batch_size} (or be 0): "
+         "set bn_group_size=0 (statistics over the whole batch) or set "
+         f"bn_group_size={_largest_divisor_below(self.batch_size, self.bn_group_size)} "
+         f"(a divisor of {self.batch_size})")
     need(self.eval_every >= 0, "eval_every", "must be >= 0; 0 is off")
     need(isinstance(self.jit_compile, bool) or self.jit_compile == JIT_AUTO,
          "jit_compile", "must be True, False or 'auto'")
@@ -229,6 +232,11 @@ def _parse(field_type, text: str):
       return False
     raise ValueError(f"not a boolean: {text!r}")
   return field_type(text)
+
+
+def _largest_divisor_below(n: int, limit: int) -> int:
+  """The largest divisor of ``n`` that is at most ``limit`` (1 at least)."""
+  return max(d for d in range(1, max(1, min(n, limit)) + 1) if n % d == 0)
 
 
 def override(config: Config, overrides: Mapping[str, Any]) -> Config:
