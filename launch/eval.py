@@ -115,7 +115,7 @@ def _protocol():
 
 
 def _load_classifier(strategy):
-  """The feature network of --classifier (UsageError when unavailable)."""
+  """The feature network of --classifier; unavailable: one line, exit code 1."""
   # pylint: disable=g-import-not-at-top
   from eval import inception
   from eval import train_eval
@@ -123,7 +123,10 @@ def _load_classifier(strategy):
     return train_eval.load_named_classifier(
         _CLASSIFIER.value, strategy, _CACHE_DIR.value, _INCEPTION_PATH.value)
   except inception.InceptionUnavailableError as e:
-    raise app.UsageError(str(e)) from None
+    # Not a usage error: the flags are fine, a file is missing. One line (what is
+    # missing, how to place a local copy), no flag help.
+    logging.error("%s", e)
+    sys.exit(1)
 
 
 def load_image_set(flag: str, path: str):

@@ -147,3 +147,16 @@ def test_bn_group_that_does_not_divide_the_batch_says_what_to_pass(tmp_path):
     proc = _run("-m", *args)
     _one_line_error(proc, "Config.bn_group_size=64: must divide batch_size=4",
                     "pass --set=bn_group_size=0", "or pass --set=bn_group_size=4")
+
+
+def test_eval_without_inception_offline_is_one_line_without_the_flag_help(tmp_path):
+  images = np.zeros((2, 8, 8, 3), np.uint8)
+  np.savez(tmp_path / "a.npz", images=images)
+  missing = tmp_path / "no_such_module"
+  proc = _run("-m", "launch.eval", f"--images_a={tmp_path / 'a.npz'}",
+              f"--images_b={tmp_path / 'a.npz'}", f"--inception_path={missing}")
+  _one_line_error(proc, f"No SavedModel (saved_model.pb) at inception_path="
+                  f"'{missing}'", "To evaluate offline")
+  # absl's usage text (the module docstring, "Try --helpfull") is not printed.
+  assert "helpfull" not in proc.stderr and "Inception score, FID and KID of a" not in proc.stderr, \
+      proc.stderr[-3000:]
