@@ -40,26 +40,39 @@ from launch.overrides import config_usage_error  # noqa: E402
 from launch.overrides import parse_sets  # noqa: E402
 from sagan_tf import config as config_lib  # noqa: E402
 
-_PRESET = flags.DEFINE_enum("preset", "tiny", sorted(config_lib.PRESETS), "Preset.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "generate"],
-                          "What to time: one D+G train step, or G inference.")
-_BATCH = flags.DEFINE_integer("batch_size", None, "Global batch (default: preset's).")
-_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps.")
-_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, XLA).")
-_JIT = flags.DEFINE_flag(jit_compile_flag(
-    "XLA-compile the step: true, false or auto (default: the config's, auto: on "
-    "where measured faster)."))
-_CONV_RATE = flags.DEFINE_bool(
-    "conv_rate", True, "Also time the config's 3x3 convolutions alone and print "
-    "conv_gflops_per_s and fraction_of_peak.")
-_MIXED = flags.DEFINE_bool("mixed_precision", False, "mixed_bfloat16 policy.")
-_STRATEGY = flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
-                              "tf.distribute strategy.")
-_CPU_REPLICAS = flags.DEFINE_integer(
-    "cpu_replicas", 0, "With --strategy=mirrored: mirror over this many logical "
-    "CPU devices (0: the GPUs, or the CPU).")
-_SET = flags.DEFINE_multi_string("set", [], "field=value override of any Config "
-                                 "field (repeatable).")
+_DEFINED = False
+
+
+def define_flags():
+  """Defines this launcher's flags in absl's FLAGS (once); ``python -m
+  launch.benchmark`` calls it before parsing. Not at import: the launchers share flag
+  names (--preset, --set, --strategy, ...) with other defaults and choices, so
+  importing two of them in one process (the tests do) would clash."""
+  global _DEFINED, _PRESET, _MODE, _BATCH, _STEPS, _WARMUP, _JIT
+  global _CONV_RATE, _MIXED, _STRATEGY, _CPU_REPLICAS, _SET
+  if _DEFINED:
+    return
+  _DEFINED = True
+  _PRESET = flags.DEFINE_enum("preset", "tiny", sorted(config_lib.PRESETS), "Preset.")
+  _MODE = flags.DEFINE_enum("mode", "train", ["train", "generate"],
+                            "What to time: one D+G train step, or G inference.")
+  _BATCH = flags.DEFINE_integer("batch_size", None, "Global batch (default: preset's).")
+  _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps.")
+  _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, XLA).")
+  _JIT = flags.DEFINE_flag(jit_compile_flag(
+      "XLA-compile the step: true, false or auto (default: the config's, auto: on "
+      "where measured faster)."))
+  _CONV_RATE = flags.DEFINE_bool(
+      "conv_rate", True, "Also time the config's 3x3 convolutions alone and print "
+      "conv_gflops_per_s and fraction_of_peak.")
+  _MIXED = flags.DEFINE_bool("mixed_precision", False, "mixed_bfloat16 policy.")
+  _STRATEGY = flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
+                                "tf.distribute strategy.")
+  _CPU_REPLICAS = flags.DEFINE_integer(
+      "cpu_replicas", 0, "With --strategy=mirrored: mirror over this many logical "
+      "CPU devices (0: the GPUs, or the CPU).")
+  _SET = flags.DEFINE_multi_string("set", [], "field=value override of any Config "
+                                   "field (repeatable).")
 
 
 def build_config(preset, batch_size=None, jit_compile=None,
@@ -167,4 +180,5 @@ def peak_figures(config, strategy, achieved_gflops_per_s):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
