@@ -47,7 +47,7 @@ def define_flags():
   global _DEFINED, _PRESET, _WORKDIR, _STEPS, _STRATEGY, _TPU
   global _CPU_REPLICAS, _CHECKPOINT_EVERY, _DETERMINISTIC, _JIT, _DATASET
   global _DATA_DIR, _DOWNLOAD, _EVAL_CLASSIFIER, _EVAL_NUM_SAMPLES
-  global _TAKE_OVER_LOCK, _SET
+  global _TAKE_OVER_LOCK, _SET, _EVAL_INTRA_FID_CLASSES
   if _DEFINED:
     return
   _DEFINED = True
@@ -85,6 +85,10 @@ def define_flags():
   _EVAL_NUM_SAMPLES = flags.DEFINE_integer(
       "eval_num_samples", 5000, "With --set=eval_every=N: generated samples per "
       "evaluation.")
+  _EVAL_INTRA_FID_CLASSES = flags.DEFINE_integer(
+      "eval_intra_fid_classes", 10, "With --set=eval_every=N: intra-FID over "
+      "classes 0..N-1 (0: off). Memory 2 N D^2 float64 of per-class moments: "
+      "670 MB for 10 classes of 2048-d Inception features.")
   _TAKE_OVER_LOCK = flags.DEFINE_bool(
       "take_over_lock", False, "Take WORKDIR/lock.json even if the trainer named "
       "in it looks alive (it is taken over anyway once its process is gone or its "
@@ -221,7 +225,9 @@ def _train_evaluator(config, workdir, strategy):
     classifier = train_eval.load_named_classifier(name, strategy)
     return train_eval.make_train_evaluator(
         config, workdir, strategy, classifier=classifier,
-        protocol=evaluate.Protocol(num_samples=_EVAL_NUM_SAMPLES.value))
+        protocol=evaluate.Protocol(
+            num_samples=_EVAL_NUM_SAMPLES.value,
+            intra_fid_classes=_EVAL_INTRA_FID_CLASSES.value))
   except (ValueError, RuntimeError, OSError) as e:  # no Inception offline, TPU
     raise app.UsageError(f"eval_every={config.eval_every}: {e}") from None
 
