@@ -21,11 +21,13 @@ loss, one D step per G step, z_dim 128, gf=df=64, and:
   called from model.py): files interleaved 64 at a time
   (``interleave_cycle_length=64``, model.py ``data_parallelism``) and a 100,000
   record shuffle buffer on the undecoded records (``shuffle_buffer=100_000``,
-  train_imagenet.py ``shuffle_buffer_size``). The buffer holds encoded records:
-  about 4.9 GB of host memory for the official raw 128x128 TFRecords (49,152 bytes
-  each) and more for TFDS imagenet2012 (full-size training JPEGs, about 110 KB on
-  average by the archive's size: roughly 11 GB); lower ``shuffle_buffer`` on
-  smaller hosts.
+  train_imagenet.py ``shuffle_buffer_size``). Here it is the shuffle window
+  (``sagan_tf.data_order``) and two windows of encoded records are held, the one
+  being read out and the next, at a fresh start as on a resume: about 2 x 4.9 GB
+  of host memory for the official raw 128x128 TFRecords (49,152 bytes each; the
+  official sliding buffer held one) and more for TFDS imagenet2012 (full-size
+  training JPEGs, about 110 KB on average by the archive's size: roughly
+  2 x 11 GB); lower ``shuffle_buffer`` on smaller hosts.
 * 1,000,000 steps (G steps, each after one D step): the paper reports its ImageNet
   results at 1M iterations. The official train_imagenet.py stops at
   ``StopAtStepHook(num_steps=2000000)``, an upper bound on the job rather than the
