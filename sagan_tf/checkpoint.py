@@ -13,6 +13,11 @@ aside by ``quarantine``: moved into ``checkpoints/unreadable/``, never deleted, 
 the ``CheckpointManager`` neither restores them nor overwrites them when it saves
 the same step number again, and its ``max_to_keep`` clean-up never counts them.
 
+``latest_checkpoint``, which eval, sample and export read through ``load_models``,
+takes the same rule as a resume: the newest candidate that reads completely and
+holds only finite values; it names newer damaged ones in a warning and moves
+nothing (only the trainer, which owns the workdir, sets them aside).
+
 ``check_checkpoint_matches`` compares a checkpoint with the objects to restore
 before restoring: every variable must be in the checkpoint with the same shape, and
 the checkpoint must hold nothing else under those objects; the error names every
