@@ -112,7 +112,8 @@ class Fixture:
     """{name: official value before ``op``} for every model variable."""
     reader = tf.train.load_checkpoint(self.prefix)
     state = {n: reader.get_tensor(n) for n in names}
-    for earlier in self.ops()[:self.ops().index(op)]:
+    ops = self.ops()
+    for earlier in ops[:ops.index(op)]:
       for n in names:
         value = self.get("after", *earlier, n)
         if value is not None:
@@ -138,8 +139,8 @@ class Fixture:
     return m, v, i
 
   def official_gradients(self, op, names):
-    return {n: self.get("grad", *op, n) for n in names
-            if self.get("grad", *op, n) is not None}
+    grads = {n: self.get("grad", *op, n) for n in names}
+    return {n: g for n, g in grads.items() if g is not None}
 
 
 class _Recording:
