@@ -68,10 +68,12 @@ def readable_problem(path: str) -> Optional[str]:
   truncated ``.data``, NaN/inf in a floating-point variable), or None.
 
   Reads every tensor once (a truncated ``.data`` file shows only when the bytes
-  past its end are read).
+  past its end are read). The reader opens ``path`` as a prefix: not
+  ``tf.train.load_checkpoint``, which first asks whether ``path`` is a directory,
+  and the ``ram://`` filesystem answers yes for a prefix of existing files.
   """
   try:
-    reader = tf.train.load_checkpoint(path)
+    reader = tf.compat.v1.train.NewCheckpointReader(path)
     bad = []
     for key, dtype in sorted(reader.get_variable_to_dtype_map().items()):
       value = reader.get_tensor(key)

@@ -345,7 +345,7 @@ def variables_of(workdir: str) -> Dict[str, np.ndarray]:
   """{checkpoint key: value} of the latest checkpoint in ``workdir``, to compare
   runs; leaves out ``save_counter`` (how many saves the manager made)."""
   path = ckpt_lib.latest_checkpoint(workdir)
-  reader = tf.train.load_checkpoint(path)
+  reader = tf.compat.v1.train.NewCheckpointReader(path)  # a prefix (ram:// too)
   return {k: reader.get_tensor(k) for k, _ in tf.train.list_variables(path)
           if k.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
           and not k.startswith("save_counter/")}
