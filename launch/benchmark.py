@@ -15,8 +15,9 @@ flops_per_step (graph profiler count of the step over all replicas, forward and
 backward), achieved_gflops_per_s, collectives_per_step (cross-replica reductions
 in the step graph, ``sagan_tf.perf.benchmark.count_collectives``; 0 on one replica),
 peak_host_memory_mb, minor_page_faults_per_step (median over the timed steps),
-host_allocator (bfc unless TF_CPU_ALLOCATOR_USE_BFC says otherwise: ``launch``),
-and the settings;
+host_allocator (the one TensorFlow uses, observed: bfc unless TF_CPU_ALLOCATOR_USE_BFC
+says otherwise: ``launch``), host_cpu (the CPU model and its vector ISA,
+``sagan_tf.perf.host_cpu``: figures differ per host), and the settings;
 jit_compile (as asked: true, false or auto), xla (what ran) and xla_reason
 (``sagan_tf.training.jit_choice``); conv_gflops_per_s, the best rate TensorFlow reaches on
 the config's own 3x3 convolution shapes in this process with the step's compile
@@ -35,29 +36,44 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from launch.jit_flag import jit_compile_flag  # noqa: E402
+from launch.overrides import config_usage_error  # noqa: E402
 from launch.overrides import parse_sets  # noqa: E402
 from sagan_tf import config as config_lib  # noqa: E402
+from sagan_tf.perf import host_cpu  # noqa: E402
 
-_PRESET = flags.DEFINE_enum("preset", "tiny", sorted(config_lib.PRESETS), "Preset.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "generate"],
-                          "What to time: one D+G train step, or G inference.")
-_BATCH = flags.DEFINE_integer("batch_size", None, "Global batch (default: preset's).")
-_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps.")
-_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, XLA).")
-_JIT = flags.DEFINE_flag(jit_compile_flag(
-    "XLA-compile the step: true, false or auto (default: the config's, auto: on "
-    "where measured faster)."))
-_CONV_RATE = flags.DEFINE_bool(
-    "conv_rate", True, "Also time the config's 3x3 convolutions alone and print "
-    "conv_gflops_per_s and fraction_of_peak.")
-_MIXED = flags.DEFINE_bool("mixed_precision", False, "mixed_bfloat16 policy.")
-_STRATEGY = flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
-                              "tf.distribute strategy.")
-_CPU_REPLICAS = flags.DEFINE_integer(
-    "cpu_replicas", 0, "With --strategy=mirrored: mirror over this many logical "
-    "CPU devices (0: the GPUs, or the CPU).")
-_SET = flags.DEFINE_multi_string("set", [], "field=value override of any Config "
-                                 "field (repeatable).")
+_DEFINED = False
+
+
+def define_flags():
+  """Defines this launcher's flags in absl's FLAGS (once); ``python -m
+  launch.benchmark`` calls it before parsing. Not at import: the launchers share flag
+  names (--preset, --set, --strategy, ...) with other defaults and choices, so
+  importing two of them in one process (the tests do) would clash."""
+  global _DEFINED, _PRESET, _MODE, _BATCH, _STEPS, _WARMUP, _JIT
+  global _CONV_RATE, _MIXED, _STRATEGY, _CPU_REPLICAS, _SET
+  if _DEFINED:
+    return
+  _DEFINED = True
+  _PRESET = flags.DEFINE_enum("preset", "tiny", sorted(config_lib.PRESETS), "Preset.")
+  _MODE = flags.DEFINE_enum("mode", "train", ["train", "generate"],
+                            "What to time: one D+G train step, or G inference.")
+  _BATCH = flags.DEFINE_integer("batch_size", None, "Global batch (default: preset's).")
+  _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps.")
+  _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, XLA).")
+  _JIT = flags.DEFINE_flag(jit_compile_flag(
+      "XLA-compile the step: true, false or auto (default: the config's, auto: on "
+      "where measured faster)."))
+  _CONV_RATE = flags.DEFINE_bool(
+      "conv_rate", True, "Also time the config's 3x3 convolutions alone and print "
+      "conv_gflops_per_s and fraction_of_peak.")
+  _MIXED = flags.DEFINE_bool("mixed_precision", False, "mixed_bfloat16 policy.")
+  _STRATEGY = flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
+                                "tf.distribute strategy.")
+  _CPU_REPLICAS = flags.DEFINE_integer(
+      "cpu_replicas", 0, "With --strategy=mirrored: mirror over this many logical "
+      "CPU devices (0: the GPUs, or the CPU).")
+  _SET = flags.DEFINE_multi_string("set", [], "field=value override of any Config "
+                                   "field (repeatable).")
 
 
 def build_config(preset, batch_size=None, jit_compile=None,
@@ -72,7 +88,7 @@ def build_config(preset, batch_size=None, jit_compile=None,
   try:
     return config_lib.override(config_lib.from_preset(preset), overrides)
   except ValueError as e:
-    raise app.UsageError(str(e)) from None
+    raise config_usage_error(e) from None
 
 
 def main(argv):
@@ -118,7 +134,7 @@ def main(argv):
                 mixed_precision=config.mixed_precision,
                 strategy=_STRATEGY.value,
                 replicas=strategy.num_replicas_in_sync,
-                host_allocator=host_allocator())
+                host_allocator=host_allocator(), host_cpu=host_cpu.describe())
   result.update(benchmark.summarize(times, workload.images_per_step,
                                     workload.flops, workload.collectives, faults))
   if _CONV_RATE.value:
@@ -127,10 +143,20 @@ def main(argv):
 
 
 def host_allocator():
-  """"bfc" or "default": TensorFlow's host allocator in this process
-  (``TF_CPU_ALLOCATOR_USE_BFC``, which ``launch`` sets unless given)."""
-  value = os.environ.get("TF_CPU_ALLOCATOR_USE_BFC", "").strip().lower()
-  return "bfc" if value in ("1", "true") else "default"
+  """"bfc" or "default": the host allocator TensorFlow uses in this process, as
+  observed (``launch`` asks for BFC with ``TF_CPU_ALLOCATOR_USE_BFC`` unless the
+  environment says otherwise; TensorFlow reads it once, when it starts).
+
+  The BFC allocator keeps allocation statistics, so ``get_memory_info('CPU:0')``
+  answers; TensorFlow's default host allocator keeps none and it raises
+  ValueError. Call after the process has run an op (the allocator exists then).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    tf.config.experimental.get_memory_info("CPU:0")
+  except ValueError:
+    return "default"
+  return "bfc"
 
 
 def peak_figures(config, strategy, achieved_gflops_per_s):
@@ -156,6 +182,7 @@ def peak_figures(config, strategy, achieved_gflops_per_s):
 
 def run():
   """Console-script entry point (``sagan-benchmark``, see pyproject.toml)."""
+  define_flags()
   app.run(main)
 
 

@@ -1,4 +1,5 @@
 """``--set field=value`` flags (launch.train, launch.benchmark) -> Config overrides."""
+import re
 from typing import Dict, Iterable
 
 from absl import app
@@ -20,3 +21,9 @@ def parse_sets(items: Iterable[str]) -> Dict[str, str]:
       raise app.UsageError(f"--set expects field=value, got {item!r} (no field).")
     out[key.strip()] = value.strip()
   return out
+
+
+def config_usage_error(error: ValueError) -> app.UsageError:
+  """A Config error as the command line's: the library's advice "set field=value"
+  becomes the flag to pass, "pass --set=field=value"."""
+  return app.UsageError(re.sub(r"\bset (\w+)=", r"pass --set=\1=", str(error)))

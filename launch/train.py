@@ -31,50 +31,70 @@ from absl import logging  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from launch.jit_flag import jit_compile_flag  # noqa: E402
+from launch.overrides import config_usage_error  # noqa: E402
 from launch.overrides import parse_sets  # noqa: E402
 from sagan_tf import config as config_lib  # noqa: E402
 from sagan_tf.run import workdir as workdir_lib  # noqa: E402
 
-_PRESET = flags.DEFINE_enum("preset", None, sorted(config_lib.PRESETS),
-                            "Config preset; default: the workdir's config.json.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created/resumed).",
-                               required=True)
-_STEPS = flags.DEFINE_integer("steps", None, "Train until this global step "
-                              "(default: the config's train_steps).")
-_STRATEGY = flags.DEFINE_enum("strategy", "default",
-                              ["default", "mirrored", "multiworker", "tpu"],
-                              "tf.distribute strategy.")
-_TPU = flags.DEFINE_string("tpu", None, "TPU name or address (--strategy=tpu).")
-_CPU_REPLICAS = flags.DEFINE_integer(
-    "cpu_replicas", 0, "With --strategy=mirrored: mirror over this many logical "
-    "CPU devices (0: the GPUs, or the CPU).")
-_CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", None,
-                                         "Checkpoint every N steps.")
-_DETERMINISTIC = flags.DEFINE_bool(
-    "deterministic", False, "TF op determinism: resumed runs match uninterrupted "
-    "ones bit for bit (slower; not with --jit_compile).")
-_JIT = flags.DEFINE_flag(jit_compile_flag(
-    "XLA-compile the train step: true, false or auto (default: the config's; "
-    "auto: on where measured faster, see sagan_tf/training/jit_choice.py)."))
-_DATASET = flags.DEFINE_string("dataset", None,
-                               "'digits', 'tfrecord' or a prepared TFDS name.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir.")
-_DOWNLOAD = flags.DEFINE_bool(
-    "download", True, "Download and prepare a TFDS dataset that is not yet "
-    "prepared in --data_dir (needs internet; --nodownload to only read).")
-_EVAL_CLASSIFIER = flags.DEFINE_enum(
-    "eval_classifier", None, ["digits", "inception"],
-    "With --set=eval_every=N: the feature network (default: digits for the "
-    "digits dataset, else inception).")
-_EVAL_NUM_SAMPLES = flags.DEFINE_integer(
-    "eval_num_samples", 5000, "With --set=eval_every=N: generated samples per "
-    "evaluation.")
-_TAKE_OVER_LOCK = flags.DEFINE_bool(
-    "take_over_lock", False, "Take WORKDIR/lock.json even if the trainer named "
-    "in it looks alive (it is taken over anyway once its process is gone or its "
-    "heartbeat is 10 minutes old).")
-_SET = flags.DEFINE_multi_string("set", [], "field=value override of any Config "
-                                 "field (repeatable).")
+_DEFINED = False
+
+
+def define_flags():
+  """Defines this launcher's flags in absl's FLAGS (once); ``python -m
+  launch.train`` calls it before parsing. Not at import: the launchers share flag
+  names (--preset, --set, --strategy, ...) with other defaults and choices, so
+  importing two of them in one process (the tests do) would clash."""
+  global _DEFINED, _PRESET, _WORKDIR, _STEPS, _STRATEGY, _TPU
+  global _CPU_REPLICAS, _CHECKPOINT_EVERY, _DETERMINISTIC, _JIT, _DATASET
+  global _DATA_DIR, _DOWNLOAD, _EVAL_CLASSIFIER, _EVAL_NUM_SAMPLES
+  global _TAKE_OVER_LOCK, _SET, _EVAL_INTRA_FID_CLASSES
+  if _DEFINED:
+    return
+  _DEFINED = True
+  _PRESET = flags.DEFINE_enum("preset", None, sorted(config_lib.PRESETS),
+                              "Config preset; default: the workdir's config.json.")
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created/resumed).",
+                                 required=True)
+  _STEPS = flags.DEFINE_integer("steps", None, "Train until this global step "
+                                "(default: the config's train_steps).")
+  _STRATEGY = flags.DEFINE_enum("strategy", "default",
+                                ["default", "mirrored", "multiworker", "tpu"],
+                                "tf.distribute strategy.")
+  _TPU = flags.DEFINE_string("tpu", None, "TPU name or address (--strategy=tpu).")
+  _CPU_REPLICAS = flags.DEFINE_integer(
+      "cpu_replicas", 0, "With --strategy=mirrored: mirror over this many logical "
+      "CPU devices (0: the GPUs, or the CPU).")
+  _CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", None,
+                                           "Checkpoint every N steps.")
+  _DETERMINISTIC = flags.DEFINE_bool(
+      "deterministic", False, "TF op determinism: resumed runs match uninterrupted "
+      "ones bit for bit (slower; not with --jit_compile).")
+  _JIT = flags.DEFINE_flag(jit_compile_flag(
+      "XLA-compile the train step: true, false or auto (default: the config's; "
+      "auto: on where measured faster, see sagan_tf/training/jit_choice.py)."))
+  _DATASET = flags.DEFINE_string("dataset", None,
+                                 "'digits', 'tfrecord' or a prepared TFDS name.")
+  _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir.")
+  _DOWNLOAD = flags.DEFINE_bool(
+      "download", True, "Download and prepare a TFDS dataset that is not yet "
+      "prepared in --data_dir (needs internet; --nodownload to only read).")
+  _EVAL_CLASSIFIER = flags.DEFINE_enum(
+      "eval_classifier", None, ["digits", "inception"],
+      "With --set=eval_every=N: the feature network (default: digits for the "
+      "digits dataset, else inception).")
+  _EVAL_NUM_SAMPLES = flags.DEFINE_integer(
+      "eval_num_samples", 5000, "With --set=eval_every=N: generated samples per "
+      "evaluation.")
+  _EVAL_INTRA_FID_CLASSES = flags.DEFINE_integer(
+      "eval_intra_fid_classes", 10, "With --set=eval_every=N: intra-FID over "
+      "classes 0..N-1 (0: off). Memory 2 N D^2 float64 of per-class moments: "
+      "670 MB for 10 classes of 2048-d Inception features.")
+  _TAKE_OVER_LOCK = flags.DEFINE_bool(
+      "take_over_lock", False, "Take WORKDIR/lock.json even if the trainer named "
+      "in it looks alive (it is taken over anyway once its process is gone or its "
+      "heartbeat is 10 minutes old).")
+  _SET = flags.DEFINE_multi_string("set", [], "field=value override of any Config "
+                                   "field (repeatable).")
 
 
 PREEMPTED_EXIT_CODE = 42
@@ -108,7 +128,7 @@ def build_config(workdir, preset=None, steps=None, checkpoint_every=None,
   try:
     return config_lib.override(config, overrides)
   except ValueError as e:
-    raise app.UsageError(str(e)) from None
+    raise config_usage_error(e) from None
 
 
 def main(argv):
@@ -205,13 +225,16 @@ def _train_evaluator(config, workdir, strategy):
     classifier = train_eval.load_named_classifier(name, strategy)
     return train_eval.make_train_evaluator(
         config, workdir, strategy, classifier=classifier,
-        protocol=evaluate.Protocol(num_samples=_EVAL_NUM_SAMPLES.value))
+        protocol=evaluate.Protocol(
+            num_samples=_EVAL_NUM_SAMPLES.value,
+            intra_fid_classes=_EVAL_INTRA_FID_CLASSES.value))
   except (ValueError, RuntimeError, OSError) as e:  # no Inception offline, TPU
     raise app.UsageError(f"eval_every={config.eval_every}: {e}") from None
 
 
 def run():
   """Console-script entry point (``sagan-train``, see pyproject.toml)."""
+  define_flags()
   app.run(main)
 
 

@@ -21,11 +21,13 @@ loss, one D step per G step, z_dim 128, gf=df=64, and:
   called from model.py): files interleaved 64 at a time
   (``interleave_cycle_length=64``, model.py ``data_parallelism``) and a 100,000
   record shuffle buffer on the undecoded records (``shuffle_buffer=100_000``,
-  train_imagenet.py ``shuffle_buffer_size``). The buffer holds encoded records:
-  about 4.9 GB of host memory for the official raw 128x128 TFRecords (49,152 bytes
-  each) and more for TFDS imagenet2012 (full-size training JPEGs, about 110 KB on
-  average by the archive's size: roughly 11 GB); lower ``shuffle_buffer`` on
-  smaller hosts.
+  train_imagenet.py ``shuffle_buffer_size``). Here it is the shuffle window
+  (``sagan_tf.data.order``) and two windows of encoded records are held, the one
+  being read out and the next, at a fresh start as on a resume: about 2 x 4.9 GB
+  of host memory for the official raw 128x128 TFRecords (49,152 bytes each; the
+  official sliding buffer held one) and more for TFDS imagenet2012 (full-size
+  training JPEGs, about 110 KB on average by the archive's size: roughly
+  2 x 11 GB); lower ``shuffle_buffer`` on smaller hosts.
 * 1,000,000 steps (G steps, each after one D step): the paper reports its ImageNet
   results at 1M iterations. The official train_imagenet.py stops at
   ``StopAtStepHook(num_steps=2000000)``, an upper bound on the job rather than the
@@ -150,7 +152,10 @@ class Config:
     need(self.bn_group_size >= 0, "bn_group_size",
          "must be >= 0 (0 = normalise over the whole global batch)")
     need(self.bn_group_size == 0 or self.batch_size % self.bn_group_size == 0,
-         "bn_group_size", f"must divide batch_size={self.batch_size} (or be 0)")
+         "bn_group_size", f"must divide batch_size={self.batch_size} (or be 0): "
+         "set bn_group_size=0 (statistics over the whole batch) or set "
+         f"bn_group_size={_largest_divisor_below(self.batch_size, self.bn_group_size)} "
+         f"(a divisor of {self.batch_size})")
     need(self.eval_every >= 0, "eval_every", "must be >= 0; 0 is off")
     need(isinstance(self.jit_compile, bool) or self.jit_compile == JIT_AUTO,
          "jit_compile", "must be True, False or 'auto'")
@@ -223,6 +228,11 @@ def _parse(field_type, text: str):
       return False
     raise ValueError(f"not a boolean: {text!r}")
   return field_type(text)
+
+
+def _largest_divisor_below(n: int, limit: int) -> int:
+  """The largest divisor of ``n`` that is at most ``limit`` (1 at least)."""
+  return max(d for d in range(1, max(1, min(n, limit)) + 1) if n % d == 0)
 
 
 def override(config: Config, overrides: Mapping[str, Any]) -> Config:

@@ -56,4 +56,5 @@ train_lib.Trainer.run = _recording_run
 
 if __name__ == "__main__":
   sys.argv[0] = "launch.train"
+  launch_train.define_flags()
   app.run(launch_train.main)

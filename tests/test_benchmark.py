@@ -1,9 +1,14 @@
 """sagan_tf.perf.benchmark and launch.benchmark: FLOP counting, figures, the JSON line."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import tensorflow as tf
 from absl import app
 
+from launch import benchmark as launch_benchmark
 from launch import train as launch_train
 from launch.overrides import parse_sets
 from sagan_tf.perf import benchmark
@@ -11,7 +16,8 @@ from sagan_tf import config as config_lib
 from sagan_tf.training import loop as train_lib
 from sagan_tf.inference.bn_stats import bn_layers
 from sagan_tf.models.builder import build_models
-from tests.benchmark_cli import json_line, run_cli
+from tests.benchmark_cli import REPO, json_line, run_cli
+from sagan_tf.perf import host_cpu
 from tests.test_replica_sync import expected_collectives
 
 
@@ -46,6 +52,7 @@ def test_cli_prints_one_json_line():
   assert 0 < result["ms_per_step_min"] <= result["ms_per_step_median"]
   assert result["host_allocator"] == "bfc"  # launch's default (launch/__init__.py)
   assert result["minor_page_faults_per_step"] >= 0
+  assert result["host_cpu"] == host_cpu.describe()  # the figures name their host
 
 
 def test_cli_train_under_two_mirrored_replicas(tmp_path):
@@ -114,3 +121,24 @@ def test_parse_sets_is_shared_with_train():
       parse_sets([bad])
   with pytest.raises(app.UsageError, match="field=value"):
     launch_train.build_config("/nonexistent", preset="tiny", sets=["g_lr"])
+
+
+def test_train_and_benchmark_launchers_import_into_one_process():
+  """Both define --preset, --set, --strategy, --steps (other defaults and
+  choices): their flags are defined when a launcher runs (define_flags), not at
+  import, so this module imports both; their config builders agree."""
+  bench = launch_benchmark.build_config("tiny", batch_size=8, sets=["g_lr=2e-4"])
+  train = launch_train.build_config("/nonexistent", preset="tiny",
+                                    sets=["g_lr=2e-4", "batch_size=8"])
+  assert bench.g_lr == train.g_lr == 2e-4 and bench.batch_size == train.batch_size == 8
+  with pytest.raises(app.UsageError, match="pass --set=bn_group_size=0"):
+    launch_benchmark.build_config("imagenet128", batch_size=4)
+  # Importing them defines none of their flags (in a fresh process).
+  code = ("from absl import flags; import launch.train, launch.benchmark; "
+          "print(sorted(f.name for m, fs in flags.FLAGS.flags_by_module_dict()"
+          ".items() if m.startswith('launch') for f in fs))")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                        text=True, timeout=300,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout

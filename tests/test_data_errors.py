@@ -130,3 +130,38 @@ def test_launcher_one_line_errors(tmp_path):
                    f"--data_dir={tmp_path / 'tfds'}")
   assert "Could not download/prepare TFDS dataset 'imagenet2012'" in line
   assert "downloads/manual" in line
+
+
+def _ctx(n, i):
+  return tf.distribute.InputContext(num_input_pipelines=n, input_pipeline_id=i,
+                                    num_replicas_in_sync=n)
+
+
+def test_a_pipeline_shard_without_records_stops_every_pipeline(tmp_path):
+  """More workers than non-empty files: the stream of a shard without records
+  would repeat empty epochs forever (stuck at step 0). Every pipeline (every
+  worker) refuses at once, naming the empty shard's files."""
+  write(tmp_path / "a-0.tfrecords")
+  empty = tmp_path / "a-1.tfrecords"
+  empty.write_bytes(b"")
+  cfg = tiny(dataset="tfrecord", tfrecord_pattern=str(tmp_path / "a-*.tfrecords"))
+  data.make_dataset(cfg, 2)  # one pipeline: the empty file is just skipped
+  for i in range(2):
+    with pytest.raises(DataError) as info:
+      data.make_dataset(cfg, 2, input_context=_ctx(2, i))
+    msg = one_line(str(info.value))
+    assert "Input pipeline 1 of 2" in msg and str(empty) in msg, msg
+    assert "run fewer workers" in msg
+  # Fewer files than pipelines, records split: 1 record for 2 pipelines.
+  write(tmp_path / "b-0.tfrecords", n=1)
+  cfg = cfg.replace(tfrecord_pattern=str(tmp_path / "b-*.tfrecords"))
+  for i in range(2):
+    with pytest.raises(DataError, match=r"Input pipeline 1 of 2 .* 1 records in 1 "):
+      data.make_dataset(cfg, 1, input_context=_ctx(2, i))
+  # Both shards non-empty: no error, and each reads its own file.
+  write(tmp_path / "c-0.tfrecords")
+  write(tmp_path / "c-1.tfrecords")
+  cfg = cfg.replace(tfrecord_pattern=str(tmp_path / "c-*.tfrecords"))
+  for i in range(2):
+    x, _ = next(iter(data.make_dataset(cfg, 2, input_context=_ctx(2, i))))
+    assert x.shape[0] == 2

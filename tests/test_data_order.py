@@ -109,3 +109,51 @@ def test_unshuffled_interleaves_sorted_files_by_block(pattern):
     while any(queues):
       want += [q.pop(0) for q in queues if q]
   np.testing.assert_array_equal(got, want)
+
+
+def test_every_epoch_permutes_the_files_anew(pattern):
+  """The file permutation itself changes with the epoch (not only the windows:
+  a window shuffle seeded by the epoch would hide an epoch-blind permutation),
+  and so does the example order when windows of 1 record shuffle nothing."""
+  cfg = cfg_for(pattern)
+  source = data_sources.tfrecord_source(cfg)
+  units = data_order.Units(source.n, source.read, source.counts)
+  order = data_order.Order(seed=0, cycle_length=3, window=4)
+  perms = [tuple(order.epoch_permutation(units, e).numpy()) for e in range(4)]
+  for p in perms:
+    assert sorted(p) == list(range(len(SIZES)))
+  assert len(set(perms)) == 4, perms
+  unwindowed = tags(data.make_dataset(cfg.replace(shuffle_buffer=1), 2), 3 * TOTAL // 2)
+  epochs = unwindowed.reshape(3, TOTAL)
+  for e in epochs:
+    assert sorted(e) == list(range(TOTAL))
+  assert len({tuple(e) for e in epochs}) == 3, epochs
+
+
+def _window_buffers(ds):
+  """{op: [its buffer or batch size, ...]} of the batch and prefetch ops of the
+  live (first) block in ``ds``'s graph, and the ops holding records anywhere."""
+  graph = tf.compat.v1.GraphDef()
+  graph.ParseFromString(ds._as_serialized_graph().numpy())  # pylint: disable=protected-access
+  consts = {n.name: n.attr["value"].tensor for n in graph.node if n.op == "Const"}
+  sizes = {}
+  for n in graph.node:
+    if n.op in ("BatchDatasetV2", "PrefetchDataset"):
+      size = consts[n.input[1].split(":")[0]]
+      sizes.setdefault(n.op, []).append(int(size.int64_val[0]))
+  holders = {n.op for fn in graph.library.function for n in fn.node_def} | {
+      n.op for n in graph.node}
+  return sizes, holders & {"ShuffleDataset", "ShuffleDatasetV3", "CacheDatasetV2"}
+
+
+def test_a_resume_holds_no_more_windows_than_a_fresh_start():
+  """Host memory: one window being read out plus one prefetched (README), on a
+  resume (inside a window, in a later block, in a later epoch) as at step 0."""
+  units = data_order.Units(
+      6, lambda u: tf.data.Dataset.range(5).map(lambda r: r + 10 * u),
+      lambda: np.full(6, 5))
+  order = data_order.Order(seed=0, cycle_length=3, window=4)
+  fresh = _window_buffers(order.stream(units))
+  assert fresh == ({"BatchDatasetV2": [4], "PrefetchDataset": [1]}, set())
+  for start in (9, 17, 23, 10**9 + 1):
+    assert _window_buffers(order.stream(units, start=start)) == fresh, start

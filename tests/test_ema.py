@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from sagan_tf.inference import bn_stats
+from sagan_tf.inference.bn_stats import bn_layers
 from sagan_tf.run import state as state_lib
 from sagan_tf import config as config_lib
 from sagan_tf.models.ema import EMA
@@ -151,3 +153,25 @@ def test_ema_generator_follows_dtype_policy():
   assert keras.mixed_precision.global_policy().name == "float32"
   images = ema.generator(tf.zeros([1, 8]), tf.zeros([1], tf.int32), update_u=False)
   assert images.dtype == tf.float32
+
+
+def test_ema_generator_keeps_the_tower_bn_group_size():
+  """Batch-statistics forwards (the trainer's sample grids, bn_stats=batch)
+  normalise per BN group: the EMA generator, equal to the live one right after
+  construction, must give the live one's images, and those of the checkpoint's
+  generator that load_models builds (the run's group size)."""
+  config = config_lib.from_preset("tiny").replace(bn_group_size=2)
+  g, _ = build_models(config)
+  ema = EMA(g, decay=0.9)
+  assert {l.group_size for l in bn_layers(ema.generator)} == {2}
+  z = tf.random.stateless_normal([4, config.z_dim], seed=[3, 0])
+  labels = tf.constant([0, 1, 2, 3])
+  live = bn_stats.batch_forward(g, z, labels, update_u=False).numpy()
+  averaged = bn_stats.batch_forward(ema.generator, z, labels, update_u=False).numpy()
+  np.testing.assert_array_equal(averaged, live)
+  # Whole-batch statistics would draw other images: the check can fail.
+  whole, _ = build_models(config.replace(bn_group_size=0))
+  for a, b in zip(whole.weights, g.weights):
+    a.assign(b)
+  other = bn_stats.batch_forward(whole, z, labels, update_u=False).numpy()
+  assert np.abs(other - live).max() > 1e-3

@@ -194,3 +194,45 @@ def test_each_bn_mode_keeps_its_result(workdir, tmp_path):
     with open(paths[mode]) as f:
       assert json.load(f)["metrics"]["FID"] == i
   assert os.path.basename(paths["standing"]) == "metrics_000000009.json"
+
+
+def test_image_sets_intra_fid_class_cap(classifier):
+  """compare_image_sets' intra_fid_classes k keeps classes 0..k-1 only (their
+  moments are what costs memory); 0 turns intra-FID off, None keeps every class."""
+  from eval import image_sets  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(7)
+  labels = np.arange(60) % 3
+  sets = [rng.integers(0, 256, (60, 32, 32, 3), np.uint8) for _ in range(2)]
+  kw = dict(labels_a=labels, labels_b=labels, batch_size=20, kid_max_samples=60)
+  every = image_sets.compare_image_sets(*sets, classifier, **kw)
+  two = image_sets.compare_image_sets(*sets, classifier, intra_fid_classes=2, **kw)
+  off = image_sets.compare_image_sets(*sets, classifier, intra_fid_classes=0, **kw)
+  assert every["intra_fid_classes"] == 3 and two["intra_fid_classes"] == 2
+  assert two["intra_fid"] != every["intra_fid"]
+  assert "intra_fid" not in off and off["fid"] == every["fid"]
+
+
+def test_launch_train_eval_intra_fid_classes_flag_reaches_the_protocol(tmp_path):
+  """--eval_intra_fid_classes sets the train-time eval's Protocol (the
+  classifier and evaluator are stand-ins: only the protocol is looked at)."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  code = f"""
+from absl import flags
+from eval import train_eval
+from launch import train
+from sagan_tf.config import from_preset
+train.define_flags()
+flags.FLAGS(["train", "--workdir={tmp_path}", "--eval_intra_fid_classes=3"])
+train_eval.load_named_classifier = lambda name, strategy: None
+train_eval.make_train_evaluator = lambda *a, protocol, **k: protocol
+protocol = train._train_evaluator(from_preset("digits32").replace(eval_every=5),
+                                  "{tmp_path}", None)
+print(protocol.intra_fid_classes)
+"""
+  proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True,
+                        text=True, timeout=300,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.strip().splitlines()[-1] == "3"

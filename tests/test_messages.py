@@ -1,7 +1,8 @@
 """One-line errors (no traceback) of the command lines for bad input: an invalid
 config.json, a workdir held by another trainer, launch.eval --images_a/--images_b
 files that are not uint8 [N, H, W, 3] under key `images` of an .npz, and
-launch.convert given a sagan_tf workdir."""
+launch.convert given a sagan_tf workdir, a BN group that does not divide the batch
+(launch.benchmark, launch.train: the flag to pass)."""
 import json
 import os
 import subprocess
@@ -136,3 +137,26 @@ def test_convert_given_a_sagan_tf_workdir_says_so(tmp_path):
   _one_line_error(proc, f"is already a sagan_tf workdir and needs no conversion; "
                   f"pass --workdir={workdir} to launch.train")
   assert not os.path.exists(tmp_path / "out")
+
+
+def test_bn_group_that_does_not_divide_the_batch_says_what_to_pass(tmp_path):
+  # imagenet128 normalises over groups of 64: README's batch-4 benchmark.
+  for args in (("launch.benchmark", "--preset=imagenet128", "--batch_size=4"),
+               ("launch.train", "--preset=imagenet128", "--set=batch_size=4",
+                f"--workdir={tmp_path}")):
+    proc = _run("-m", *args)
+    _one_line_error(proc, "Config.bn_group_size=64: must divide batch_size=4",
+                    "pass --set=bn_group_size=0", "or pass --set=bn_group_size=4")
+
+
+def test_eval_without_inception_offline_is_one_line_without_the_flag_help(tmp_path):
+  images = np.zeros((2, 8, 8, 3), np.uint8)
+  np.savez(tmp_path / "a.npz", images=images)
+  missing = tmp_path / "no_such_module"
+  proc = _run("-m", "launch.eval", f"--images_a={tmp_path / 'a.npz'}",
+              f"--images_b={tmp_path / 'a.npz'}", f"--inception_path={missing}")
+  _one_line_error(proc, f"No SavedModel (saved_model.pb) at inception_path="
+                  f"'{missing}'", "To evaluate offline")
+  # absl's usage text (the module docstring, "Try --helpfull") is not printed.
+  assert "helpfull" not in proc.stderr and "Inception score, FID and KID of a" not in proc.stderr, \
+      proc.stderr[-3000:]

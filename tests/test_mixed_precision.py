@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from sagan_tf.models.discriminator import Discriminator
 from sagan_tf.models.generator import Generator
-from sagan_tf.layers.normalization import batch_moments
+from sagan_tf.layers.bn_moments import batch_moments
 
 _G = dict(image_size=32, gf_dim=2, num_classes=3, z_dim=8)
 _D = dict(image_size=32, df_dim=2, num_classes=3)

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf.layers.normalization import BatchNorm, ConditionalBatchNorm, batch_moments
+from sagan_tf.layers.bn_moments import batch_moments
+from sagan_tf.layers.normalization import BatchNorm, ConditionalBatchNorm
 
 
 def _x(shape=(4, 3, 3, 5), seed=0):

@@ -2,9 +2,14 @@
 2-replica MirroredStrategy on logical CPUs: the step's cross-replica reductions are
 the gradients, the BN moments and the metrics only (``benchmark.count_collectives``);
 the replicas' copies stay equal; a checkpoint saved on 2 replicas resumes bit for
-bit on 2 replicas and restores into 1."""
+bit on 2 replicas and restores into 1; on 3 replicas (own process,
+``tests/three_replicas_worker.py``) the values read are the one-device ones, bit for
+bit."""
+import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -157,3 +162,21 @@ def test_two_replica_checkpoint_resumes_exactly_and_restores_into_one(
   assert a.keys() == b.keys() and any("/u/" in k for k in a)
   differ = [k for k in a if not np.array_equal(a[k], b[k])]
   assert not differ, differ[:5]
+
+
+def test_three_replicas_keep_the_one_device_value_bit_for_bit(tmp_path):
+  """With 3 replicas a mean of the copies, ``(a + a + a) / 3``, is not always
+  ``a``: every ``u`` after one step on 3 replicas equals the one-device ``u``, and
+  a value written alike on all replicas into every ``u`` and moving statistic is
+  read back unchanged."""
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run(
+      [sys.executable, "-m", "tests.three_replicas_worker", str(tmp_path)],
+      cwd=repo, capture_output=True, text=True, timeout=1200,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  got = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert got["n_u"] > 20 and got["n_weights"] > got["n_u"]
+  assert got["mean_would_differ"] > 0  # the values can tell ONLY_FIRST from MEAN
+  assert got["u_differ"] == []
+  assert got["write_read_differ"] == []

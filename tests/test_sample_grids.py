@@ -9,6 +9,8 @@ import pytest
 from PIL import Image
 
 from sagan_tf.inference import grids
+from sagan_tf.inference import sample_files
+from sagan_tf.inference.bn_stats import BNStats
 from sagan_tf.inference import sampling
 from sagan_tf.run import state as state_lib
 from sagan_tf.config import from_preset
@@ -151,3 +153,32 @@ def test_cli_grids(workdir, tmp_path, args, shape):
     assert f["images"].dtype == np.uint8 and f["z"].shape[0] == n
     if "truncation" in args[0]:
       assert n == 5 and np.abs(f["z"]).max() <= 0.7
+
+
+def test_combinations_that_would_be_ignored_are_refused(tmp_path):
+  """Grids and attention figures are drawn at inference and attention figures
+  untruncated: with bn_stats=batch or truncation they are refused before any
+  checkpoint is read (one line), not drawn with other statistics."""
+  batch = BNStats("batch")
+  png = str(tmp_path / "x.png")
+  refused = [
+      (dict(png=png, grid="latent_interp"), batch,
+       "bn_stats=batch cannot be combined with grid='latent_interp'"),
+      (dict(npz=png, truncation=0.5), batch,
+       "bn_stats=batch cannot be combined with grid='samples' and truncation"),
+      (dict(attention_maps=png), batch, "cannot honour bn_stats=batch or truncation"),
+      (dict(attention_maps=png, truncation=0.5), None,
+       "cannot honour bn_stats=batch or truncation"),
+  ]
+  for fields, bn, message in refused:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")) as info:
+      sample_files.write_samples(str(tmp_path / "no_workdir"),
+                                 sample_files.SampleRequest(**fields), bn_stats=bn)
+    assert "\n" not in str(info.value)
+  # What is honoured passes the check: plain samples under batch statistics, a
+  # truncated grid under standing ones.
+  sample_files.SampleRequest(png=png).check("batch")
+  sample_files.SampleRequest(png=png, truncation=0.5).check("standing")
+  with pytest.raises(FileNotFoundError):  # past the check: no workdir
+    sample_files.write_samples(str(tmp_path / "no_workdir"),
+                               sample_files.SampleRequest(png=png), bn_stats=batch)

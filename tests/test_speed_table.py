@@ -61,15 +61,20 @@ def _result(ms, **extra):
 def test_markdown_and_render(tmp_path):
   rows = [speed_table.Row("cifar10_32", 16, True),
           speed_table.Row("tiny", 4, False, replicas=2)]
-  results = [_result(500.0, fraction_of_peak=0.5),
+  results = [_result(500.0, fraction_of_peak=0.5, host_cpu="AMD EPYC, avx2"),
              _result(250.0, collectives_per_step=29)]
   table = speed_table.markdown(list(zip(rows, results)))
   lines = table.splitlines()
+  # The host first: each distinct host_cpu, and rows of runs without one.
+  assert lines[:2] == ["Host: AMD EPYC, avx2; not recorded", ""]
+  lines = lines[2:]
   assert len(lines) == 4 and lines[0].count("|") == lines[2].count("|") == 15
   assert "| cifar10_32 | train (d_steps 5) | 16 | 1 | yes | no | <- auto | " \
          "500 (499-501) |" in lines[2]
   assert "| 2.0 | 4 | 0.50 | 0 |" in lines[2]
   assert "| 29 | 100 |" in lines[3]
+  same = [(row, dict(r, host_cpu="X, avx512f")) for row, r in zip(rows, results)]
+  assert speed_table.markdown(same).splitlines()[0] == "Host: X, avx512f"
   saved = tmp_path / "out.jsonl"
   with open(saved, "w") as f:
     f.write("not json\n")

@@ -97,8 +97,9 @@ def test_measurements_and_summary():
           off["s_per_step_max"]) == (2.0, 1.0, 3.0)
   sag = time_official.measurement(0, "sagan_tf(jit=auto)", dict(
       ms_per_step_median=1500.0, ms_per_step_min=1400.0, ms_per_step_max=1600.0,
-      xla=True, fraction_of_peak=0.8, preset="imagenet128"))
+      xla=True, fraction_of_peak=0.8, preset="imagenet128", host_cpu="EPYC, avx2"))
   assert sag["s_per_step_median"] == 1.5 and sag["xla"] is True
+  assert sag["host_cpu"] == "EPYC, avx2"
   assert sag["fraction_of_peak"] == 0.8 and "preset" not in sag
   records = [dict(path="official", s_per_step_median=m) for m in (2.0, 5.0, 3.0)]
   records.append(sag)

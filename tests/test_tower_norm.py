@@ -190,8 +190,11 @@ def test_bad_group_sizes_raise_clear_errors():
     check_group_size(-1, 4, 1)
   base = config_lib.from_preset("tiny")  # batch 4
   with pytest.raises(ValueError, match=r"Config.bn_group_size=3: must divide "
-                     r"batch_size=4"):
+                     r"batch_size=4 \(or be 0\): set bn_group_size=0 \(statistics "
+                     r"over the whole batch\) or set bn_group_size=2 \(a divisor of 4\)"):
     base.replace(bn_group_size=3)
+  with pytest.raises(ValueError, match=r"set bn_group_size=4 \(a divisor of 4\)"):
+    base.replace(bn_group_size=64)
   with pytest.raises(ValueError, match="Config.bn_group_size=-2: must be >= 0"):
     base.replace(bn_group_size=-2)
 

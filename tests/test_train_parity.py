@@ -1,149 +1,144 @@
-"""TrainStep trains like the official code: parity with official training fixtures.
+"""TrainStep trains like the official code, one official op at a time.
 
-Each fixture (tests/data/official_train_*, written by
-tools/make_official_train_reference.py with the unmodified official model.py under
-tf.compat.v1 RefVariables) holds a TF1 checkpoint, the inputs of several (D op,
-G op) iterations and the official variables and losses after each op. Here the
-checkpoint is loaded with ``sagan_tf.interop.convert``, stepped by ``TrainStep`` with the
-recorded real batches and, through ``noise_fn``, the recorded z and labels, and
-compared after every iteration: at least 99.9% of all model-variable elements
-(weights, ``u``, BN statistics; of a fixture written with ``--max_elements``, of
-its stored elements) within 1e-5 of the official values, every loss within 2e-4
-relative.
+Each fixture (tests/data/official_train_*, written on an AVX2 AMD EPYC (2026-12-03) by
+tools/make_official_train_reference.py with the unmodified official model.py
+under tf.compat.v1 RefVariables, every element stored) holds a TF1 checkpoint,
+the inputs of 3 (D op, G op) iterations, the official variables after each op
+and the gradients each official op's Adam consumed. ``tools/train_parity.py``
+starts sagan_tf's D or G op from the official state before it (not from its
+own trajectory) and this test asserts, for every op of every fixture:
+
+* each trainable variable's gradient within ``RHO`` (3.2e-4) of the official one,
+  relative to its layer's gradient scale (the bound is derived from float32
+  rounding in train_parity's docstring; measured on this host: 1e-7 for D, up
+  to 2.1e-5 for G, the same with ``TF_ENABLE_ONEDNN_OPTS=0``);
+* every model-variable element after the op (weights, ``u``, BN statistics)
+  within 1e-5 of the official one, plus, for an element Adam updated, the
+  difference between the official Adam steps taken on the two gradients (where
+  rounding of ``g`` decides the step, that difference is the step's own size);
+* every loss within 2e-4 relative.
+
+Removing any reproduced mechanism fails it (measured on official_train_kl; the
+mutation table is in the commit that added this test): the fake D pass reading
+the stored ``u`` (real pass first), the D passes in the other order (fake pass
+writes ``u``), the W-gradient at ``u'``, the summed sparse CBN gradients.
+
+Whether 3 iterations of sagan_tf's own trajectory stay close to the official one
+is a reported figure, not a test: ``tools/compare_train_gradients.py``. Its
+verdict depends on the host's rounding, since Adam turns rounding into whole
+steps and training amplifies them.
 
 More fixtures (e.g. a reviewer's, written with other sizes) are picked up from
 the directories listed in ``SAGAN_OFFICIAL_TRAIN_FIXTURES`` (``:``-separated).
 """
+import functools
 import json
 import os
+import re
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from sagan_tf.interop import convert
-from sagan_tf.run import state as state_lib
-from sagan_tf.training import step as step_lib
-from sagan_tf.config import Config
+from tests.tools_import import load_tool
+from tests.tools_import import run_tool
+
+tp = load_tool("train_parity")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "tests", "data")
+OFFICIAL_SRC = os.path.join(os.path.dirname(REPO), "shared", "official_src")
 FIXTURES = sorted(os.path.join(DATA, d) for d in os.listdir(DATA)
                   if d.startswith("official_train_"))
 FIXTURES += [p for p in os.environ.get("SAGAN_OFFICIAL_TRAIN_FIXTURES",
                                        "").split(":") if p]
-ATOL = 1e-5
-MIN_FRACTION = 0.999
-LOSS_RTOL = 2e-4
-LOSSES = {"hinge_loss": "hinge", "kl_loss": "kl"}
-METRIC_KEYS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss")
 
 
-def real_images(x_u8):
-  """As the tool (and the official ``get_imagenet_batches``): x * 2/255 - 1."""
-  return x_u8.astype(np.float32) * np.float32(2.0 / 255) - np.float32(1.0)
+@functools.lru_cache(maxsize=None)
+def per_op(path):
+  """[(op, comparison)] for every op of the fixture at ``path``."""
+  fx = tp.Fixture(path)
+  runner = tp.OpRunner(fx)
+  return [(op, tp.compare(fx, runner, op, runner.run(op))) for op in fx.ops()]
 
 
-class Fixture:
-  """A training fixture: config, recorded inputs, official state after each op."""
-
-  def __init__(self, path):
-    with open(os.path.join(path, "config.json")) as f:
-      self.cfg = json.load(f)
-    self.ref = np.load(os.path.join(path, "reference.npz"))
-    self.prefix = os.path.join(path, "ckpt", "model.ckpt")
-    self.iterations = int(self.cfg["iterations"])
-
-  def view(self, name, value):
-    """The stored elements of a variable's value: all, or the fixture's subset
-    (``index__<var>``, written with the tool's ``--max_elements``), flat."""
-    flat = np.reshape(value, [-1])
-    key = "index__" + name.replace("/", "__")
-    return flat[self.ref[key]] if key in self.ref.files else flat
-
-  def official_after(self, state, tag, i):
-    """Applies the i-th ``tag`` ('d' or 'g') op's changes to ``state`` (name ->
-    flat stored elements)."""
-    head = f"after_{tag}{i}__"
-    for key in self.ref.files:
-      if key.startswith(head):
-        state[key[len(head):].replace("__", "/")] = np.reshape(self.ref[key], [-1])
-
-
-def run_fixture(path, **step_kwargs):
-  """Steps the fixture's checkpoint with TrainStep; returns per-iteration stats.
-
-  Returns:
-    list of dicts (one per iteration): ``fraction`` of model-variable elements
-    within ATOL, ``worst`` [(max |diff|, name)] of the five worst variables,
-    ``losses`` {name: (sagan_tf, official)}.
-  """
-  fx = Fixture(path)
-  cfg, ref = fx.cfg, fx.ref
-  g, d = convert.load_tf1_checkpoint(fx.prefix, "official")
-  entries = (convert.generator_name_map(g, "official")
-             + convert.discriminator_name_map(d, "official"))
-  config = Config(
-      image_size=g.image_size, num_classes=g.num_classes, z_dim=g.z_dim,
-      gf_dim=g.gf_dim, df_dim=d.df_dim, g_attention=g.attention_resolutions,
-      d_attention=d.attention_resolutions, variant="official",
-      batch_size=int(cfg["batch_size"]), g_lr=cfg["g_lr"], d_lr=cfg["d_lr"],
-      beta1=cfg["beta1"], beta2=cfg["beta2"], loss=LOSSES[cfg["loss_type"]],
-      d_steps=1).validate()
-  strategy = tf.distribute.get_strategy()
-  g_opt, d_opt = state_lib.make_optimizers(config, g, d)
-  step = state_lib.make_step_variable()
-  # Recorded noise, indexed [iteration, substep]: substep 0 the D op, 1 the G op.
-  z = tf.constant(np.stack([ref["z_d"], ref["z_g"]], axis=1))
-  labels = tf.constant(np.stack([ref["y_gen_d"], ref["y_gen_g"]], axis=1))
-
-  def noise_fn(batch, step_t, substep, replica_id):
-    del batch, replica_id
-    return z[step_t, substep], labels[step_t, substep]
-
-  train = step_lib.TrainStep(config, strategy, g, d, g_opt, d_opt, step,
-                             noise_fn=noise_fn, **step_kwargs)
-  batches = tf.data.Dataset.from_tensor_slices(
-      (real_images(ref["x_real_u8"]), ref["y_real"]))
-  iterator = iter(batches)
-  reader = tf.train.load_checkpoint(fx.prefix)
-  official = {name: fx.view(name, reader.get_tensor(name))
-              for name, _, _ in entries}
-  stats = []
-  for i in range(fx.iterations):
-    metrics = {k: float(v) for k, v in train(iterator).items()}
-    fx.official_after(official, "d", i)
-    fx.official_after(official, "g", i)
-    close = total = 0
-    worst = []
-    for name, var, _ in entries:
-      diff = np.abs(fx.view(name, var.numpy()) - official[name])
-      close += int(np.sum(diff <= ATOL))
-      total += diff.size
-      worst.append((float(diff.max()), name))
-    stats.append(dict(
-        fraction=close / total, worst=sorted(worst)[-5:],
-        losses={k: (metrics[k], float(ref[k][i])) for k in METRIC_KEYS}))
-  return stats
+def check(results):
+  """Asserts the three criteria of the module docstring on per_op's results."""
+  for op, c in results:
+    worst, name = c["grad_errors"][-1]
+    assert worst <= tp.RHO, (
+        f"{op}: gradient of {name} off by {worst:.2e} of its layer's gradient "
+        f"scale (bound {tp.RHO:.1e}); five worst: {c['grad_errors'][-5:]}")
+    assert not c["bad"], (
+        f"{op}: elements beyond 1e-5 + the Adam steps' difference after the op "
+        f"(name, count, |diff|, allowed): {c['bad'][:5]}")
+    for k, (ours, theirs) in c["losses"].items():
+      assert abs(ours - theirs) <= tp.LOSS_RTOL * abs(theirs), (
+          f"{op}: {k} {ours} vs official {theirs}")
 
 
 @pytest.mark.parametrize("path", FIXTURES, ids=os.path.basename)
-def test_train_step_matches_official(path):
-  stats = run_fixture(path)
-  for i, s in enumerate(stats):
-    assert s["fraction"] >= MIN_FRACTION, (
-        f"iteration {i}: only {s['fraction']:.4%} of the model-variable elements "
-        f"within {ATOL} of the official ones; worst {s['worst']}")
-    for name, (ours, theirs) in s["losses"].items():
-      assert abs(ours - theirs) <= LOSS_RTOL * abs(theirs), (
-          f"iteration {i}: {name} {ours} vs official {theirs}")
+def test_each_op_from_the_official_state_matches_the_official_op(path):
+  results = per_op(path)
+  check(results)
+  # Rounding decides few steps: a figure that is not a bound, printed for the
+  # record (pytest -s) and kept from being vacuous by the gradient criterion.
+  for op, c in results:
+    print(f"{os.path.basename(path)} {op}: Adam steps decided by rounding: "
+          f"{c['rounding_decided']} of {c['total']} elements")
 
 
-def test_there_are_fixtures_with_attention_at_64_and_the_kl_loss():
-  cfgs = []
+def test_fixtures_cover_attention_at_64_the_kl_loss_and_a_repeated_class():
+  cfgs, repeats = [], 0
   for path in FIXTURES:
-    with open(os.path.join(path, "config.json")) as f:
-      cfgs.append(json.load(f))
+    fx = tp.Fixture(path)  # full storage and gradients, beta1 0: or it raises
+    cfgs.append(fx.cfg)
+    y = fx.ref["y_gen_g"]
+    repeats += int(np.sum(y[:, 0] == y[:, 1]))
   assert any(c["generator_type"] == "test_64" for c in cfgs)
   assert any(c["loss_type"] == "kl_loss" for c in cfgs)
-  assert all(c["iterations"] >= 3 for c in cfgs)
+  assert all(c["iterations"] >= 2 for c in cfgs)
+  assert any(c["iterations"] >= 3 for c in cfgs)  # Adam past its second step
+  # The summed sparse CBN gradients only show where a G op draws a class twice.
+  assert repeats >= 1
+
+
+def test_a_subset_fixture_is_refused_with_the_fix(tmp_path):
+  src = FIXTURES[0]
+  with open(os.path.join(src, "config.json")) as f:
+    cfg = json.load(f)
+  cfg["max_elements"] = 4096
+  (tmp_path / "config.json").write_text(json.dumps(cfg))
+  with pytest.raises(ValueError, match="--max_elements=0"):
+    tp.Fixture(str(tmp_path))
+
+
+@pytest.mark.skipif(not os.path.isdir(OFFICIAL_SRC),
+                    reason=f"no official code at {OFFICIAL_SRC} (../shared)")
+def test_live_official_graph_other_sizes_and_the_report_tool(tmp_path):
+  """The official graph run now, on this host, with sizes, seeds and a batch no
+  fixture has (baseline G and D: no attention; batch 3), then the per-op check;
+  then tools/compare_train_gradients.py on it, end to end."""
+  out = str(tmp_path / "fixture")
+  run = run_tool("make_official_train_reference", f"--official_src={OFFICIAL_SRC}",
+                 f"--output={out}", "--gf_dim=2", "--df_dim=2", "--num_classes=2",
+                 "--z_dim=4", "--batch_size=3", "--iterations=2",
+                 "--generator_type=baseline", "--discriminator_type=baseline",
+                 "--tf_seed=61", "--assign_seed=62", "--input_seed=63",
+                 "--nocheck_repeat")
+  assert run.returncode == 0, run.stderr[-3000:]
+  with open(os.path.join(out, "config.json")) as f:
+    assert json.load(f)["source"]["commit"].startswith("ad9612e")
+  check(per_op(out))
+  report = run_tool("compare_train_gradients", f"--fixture={out}", "--perturb")
+  assert report.returncode == 0, report.stderr[-3000:]
+  lines = report.stdout.splitlines()
+  ops = [l for l in lines if l.startswith(("d op", "g op"))]
+  assert len(ops) == 4, report.stdout
+  for line in ops:  # the README's per-op claims: within the bound, none beyond
+    worst = float(re.search(r"worst ([0-9.e+-]+) \(", line).group(1))
+    assert worst <= tp.RHO and " 0 of " in line, line
+  for kind in ("trajectory, after iteration",
+               "sagan_tf vs sagan_tf from weights moved by 1 ulp, after iteration"):
+    fractions = [float(re.search(r"iteration \d+: ([0-9.]+)%", l).group(1))
+                 for l in lines if l.startswith(kind)]
+    assert len(fractions) == 2 and all(0 < f <= 100 for f in fractions), lines

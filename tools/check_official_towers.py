@@ -22,9 +22,10 @@ in order (``sequential``, sagan_tf's rule), or a single tower's update
 (``only tower i``: the other update was lost because both read the variable before
 either wrote it).
 
-Usage (get the official source as in make_official_reference.py; never commit it)::
+Usage (``PATH``: the unmodified official code, as for make_official_reference.py;
+the repository's tests use ``../shared/official_src`` and ``--trials=2``)::
 
-    python tools/check_official_towers.py --official_src=/tmp/official_src \
+    python tools/check_official_towers.py --official_src=PATH \
         --output=/tmp/official_towers
 """
 import contextlib
@@ -39,6 +40,7 @@ import numpy as np
 
 # Defines --official_src and --output (required), used here as well.
 import make_official_reference as mor  # pylint: disable=wrong-import-position
+from official_shim import value_for  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("stage", "all", ["all", "official", "compare"], "Internal.")
@@ -89,8 +91,7 @@ def official_stage(src, out_dir, b, trials):
     sess.run(init)
     rs = np.random.RandomState(11)
     for var in variables:
-      # pylint: disable-next=protected-access
-      value = mor._value_for(var.op.name, var.shape.as_list(), rs)
+      value = value_for(var.op.name, var.shape.as_list(), rs)
       if value is not None:
         var.load(np.asarray(value, np.float32), sess)
     for _ in range(200):  # power iteration to convergence: u' == u

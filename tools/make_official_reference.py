@@ -19,18 +19,25 @@ as the shared fixture, except that ``g_train_with_updates`` is replaced by the f
 ``g_train_with_updates_equals_g_train`` and there are no ``u_pick*`` keys) and
 ``config.json`` into ``--output``.
 
-Get the official source (never commit it)::
+``--official_src=PATH``: a folder holding the unmodified official code (never
+commit it), e.g. extracted from a checkout::
 
-    mkdir -p /tmp/official_src && git --git-dir=PATH/self-attention-gan/.git \
-        archive HEAD | tar -x -C /tmp/official_src
+    mkdir -p PATH && git --git-dir=CHECKOUT/self-attention-gan/.git \
+        archive HEAD | tar -x -C PATH
+
+The repository's tests use ``../shared/official_src`` (commit ad9612e, with a
+``SOURCE.txt`` naming it). ``config.json`` records the commit the tool ran:
+``--official_commit`` when given, else the git ``HEAD`` of ``PATH`` when it is a
+checkout, else the commit named in ``PATH/SOURCE.txt`` (``official_shim.git_commit``),
+next to the sha256 of every official file imported.
 
 The two fixtures under tests/data were written with::
 
-    python tools/make_official_reference.py --official_src=/tmp/official_src \
+    python tools/make_official_reference.py --official_src=PATH \
         --output=tests/data/official_a --gf_dim=4 --df_dim=4 --num_classes=7 \
         --batch_size=2 --tf_seed=11 --assign_seed=22 --input_seed=33 \
         --official_commit=ad9612e60f6ba2b5ad3d3340ebae60f724636d75
-    python tools/make_official_reference.py --official_src=/tmp/official_src \
+    python tools/make_official_reference.py --official_src=PATH \
         --output=tests/data/official_b64 --gf_dim=4 --df_dim=8 --num_classes=5 \
         --z_dim=16 --generator_type=test_64 --discriminator_type=test_64 \
         --batch_size=1 --tf_seed=5 --assign_seed=6 --input_seed=9 \
@@ -43,7 +50,7 @@ Faithfulness check against the shared fixture (same seeds and sizes; with
 ``--compare_to`` the tool reports every max difference and fails on one above
 1e-5 relative to the reference's scale)::
 
-    python tools/make_official_reference.py --official_src=/tmp/official_src \
+    python tools/make_official_reference.py --official_src=PATH \
         --output=/tmp/official_small_again --gf_dim=8 --df_dim=8 --num_classes=10 \
         --batch_size=4 --tf_seed=1234 --assign_seed=2024 --input_seed=7 \
         --compare_to=../shared/fixtures/official_small/reference.npz

@@ -54,27 +54,36 @@ Writes into ``--output``:
   A variable without a key after an op kept its previous value. With
   ``--max_elements=M``, a variable of more than M elements is stored as a fixed
   random subset of M elements (the same after every op), whose sorted flat
-  indices are ``index__<var>``.
+  indices are ``index__<var>``. ``grad_d<i>__<var>`` / ``grad_g<i>__<var>``: the
+  gradient the i-th D / G op's Adam consumed (fetched in that op's own
+  ``session.run`` from the tensors ``apply_gradients`` received, so the
+  RefVariable read timing is the op's; a sparse one made dense with repeated
+  slices summed, as TF1's Adam summed them). tools/train_parity.py (the per-op
+  check of tests/test_train_parity.py) needs every element (``--max_elements=0``).
 * ``config.json``: sizes, seeds, hyper-parameters, the variables each op changed,
   source hashes and runtime.
 
-Get the official source (never commit it)::
+The official source: ``../shared/official_src`` beside the repository (what the
+tests use), or any checkout of brain-research/self-attention-gan (never commit it).
 
-    mkdir -p /tmp/official_src && git --git-dir=PATH/self-attention-gan/.git \
-        archive HEAD | tar -x -C /tmp/official_src
+The fixtures under tests/data were written on an AVX2 AMD EPYC (2026-12-03)
+with::
 
-The fixtures under tests/data were written with::
-
-    python tools/make_official_train_reference.py --official_src=/tmp/official_src \
+    python tools/make_official_train_reference.py \
+        --official_src=../shared/official_src \
         --output=tests/data/official_train_kl --gf_dim=2 --df_dim=4 \
         --num_classes=3 --z_dim=8 --batch_size=2 --loss_type=kl_loss \
-        --tf_seed=41 --assign_seed=42 --input_seed=43 \
-        --official_commit=ad9612e60f6ba2b5ad3d3340ebae60f724636d75
-    python tools/make_official_train_reference.py --official_src=/tmp/official_src \
-        --output=tests/data/official_train_b64 --gf_dim=4 --df_dim=8 \
-        --num_classes=4 --z_dim=8 --batch_size=2 --generator_type=test_64 \
-        --discriminator_type=test_64 --tf_seed=51 --assign_seed=52 \
-        --input_seed=53 --official_commit=ad9612e60f6ba2b5ad3d3340ebae60f724636d75
+        --tf_seed=41 --assign_seed=42 --input_seed=44
+    python tools/make_official_train_reference.py \
+        --official_src=../shared/official_src \
+        --output=tests/data/official_train_g64 --gf_dim=4 --df_dim=4 \
+        --num_classes=4 --z_dim=8 --batch_size=2 --iterations=2 \
+        --generator_type=test_64 --discriminator_type=test --tf_seed=51 \
+        --assign_seed=52 --input_seed=53
+
+(input seeds chosen so that a G op draws a class twice, where the summed sparse
+CBN gradients show; D at 64x64 attention needs ``df_dim >= 8``, which would double
+the fixture's size).
 """
 import contextlib
 import io
@@ -196,12 +205,27 @@ def build(mods, stub, tf, cfg):
       replicas_to_aggregate=1, num_towers=1, batch_size=cfg["batch_size"],
       data_parallelism=1, shuffle_buffer_size=1)
   graph = v1.Graph()
+  recorded = []
+  original = v1.train.AdamOptimizer.apply_gradients
+
+  def keep(self, grads_and_vars, *args, **kwargs):
+    """Keeps a handle on the (gradient, variable) pairs; changes nothing."""
+    grads_and_vars = list(grads_and_vars)
+    recorded.append([(g, v) for g, v in grads_and_vars if g is not None])
+    return original(self, grads_and_vars, *args, **kwargs)
+
+  v1.train.AdamOptimizer.apply_gradients = keep
+  try:
+    with graph.as_default(), contextlib.redirect_stdout(io.StringIO()):
+      v1.set_random_seed(cfg["tf_seed"])
+      global_step = v1.train.create_global_step()
+      zs = v1.placeholder(tf.float32, [1, cfg["batch_size"], cfg["z_dim"]])
+      gan = mods["model"].SNGAN(zs=zs, config=run_config,
+                                global_step=global_step, devices=["cpu:0"])
+  finally:
+    v1.train.AdamOptimizer.apply_gradients = original
+  assert len(recorded) == 2, "model.py builds the D op's Adam, then the G op's"
   with graph.as_default(), contextlib.redirect_stdout(io.StringIO()):
-    v1.set_random_seed(cfg["tf_seed"])
-    global_step = v1.train.create_global_step()
-    zs = v1.placeholder(tf.float32, [1, cfg["batch_size"], cfg["z_dim"]])
-    gan = mods["model"].SNGAN(zs=zs, config=run_config, global_step=global_step,
-                              devices=["cpu:0"])
     multinomial = [op for op in graph.get_operations() if op.type == "Multinomial"]
     assert len(multinomial) == 1, multinomial
     variables = v1.global_variables()
@@ -210,6 +234,7 @@ def build(mods, stub, tf, cfg):
         zs=zs, fake_class=multinomial[0].outputs[0],
         images=stub.placeholders[0][0], labels=stub.placeholders[0][1],
         d_op=gan.d_optim, g_op=gan.g_optim,
+        grads=dict(d=recorded[0], g=recorded[1]),
         d_losses=dict(d_loss=gan.d_losses[0], d_loss_real=gan.d_loss_reals[0],
                       d_loss_fake=gan.d_loss_fakes[0]),
         g_loss=gan.g_losses[0], model_vars=model_vars,
@@ -228,8 +253,24 @@ def sample_indices(name, size, max_elements):
   return np.sort(rs.choice(size, max_elements, replace=False)).astype(np.int32)
 
 
+def dense_gradient(value, shape):
+  """A fetched gradient as a dense float32 array; the slices of a
+  ``tf.IndexedSlices`` (the CBN gamma/beta gathered by label) summed where an
+  index repeats, as TF1's Adam summed them (``_deduplicate_indexed_slices``)."""
+  if hasattr(value, "indices"):
+    dense = np.zeros(shape, np.float32)
+    np.add.at(dense, value.indices, value.values)
+    return dense
+  return np.asarray(value, np.float32)
+
+
 def run_iterations(sess, h, inputs, cfg):
-  """Runs the (D op, G op) sequence; returns (losses, snapshots, changed)."""
+  """Runs the (D op, G op) sequence; returns (losses, snapshots, changed).
+
+  Each op's ``session.run`` also fetches the gradient tensors its
+  ``apply_gradients`` consumed (the very tensors of the train op, so the
+  RefVariable read timing is the op's own), stored as ``grad_<tag><i>__<var>``.
+  """
   names = [v.op.name for v in h.model_vars]
   index = {n: sample_indices(n, int(np.prod(v.shape.as_list())),
                              cfg["max_elements"])
@@ -244,12 +285,22 @@ def run_iterations(sess, h, inputs, cfg):
       feed = dict(real)
       feed[h.zs] = inputs[f"z_{tag}"][i][None]
       feed[h.fake_class] = inputs[f"y_gen_{tag}"][i][:, None].astype(np.int64)
+      pairs = h.grads[tag]
       if tag == "d":
-        out = sess.run([h.d_op, h.d_losses], feed)[1]
+        _, out, grads = sess.run([h.d_op, h.d_losses, [g for g, _ in pairs]],
+                                 feed)
       else:
-        out = {"g_loss": sess.run([h.g_op, h.g_loss], feed)[1]}
+        _, loss, grads = sess.run([h.g_op, h.g_loss, [g for g, _ in pairs]],
+                                  feed)
+        out = {"g_loss": loss}
       for k, val in out.items():
         losses[k].append(val)
+      for (_, var), value in zip(pairs, grads):
+        name = var.op.name
+        value = dense_gradient(value, var.shape.as_list())
+        if index[name] is not None:
+          value = value.reshape(-1)[index[name]]
+        snapshots[f"grad_{tag}{i}__{name.replace('/', '__')}"] = value
       after = sess.run(h.model_vars)
       for name, old, new in zip(names, before, after):
         if not np.array_equal(old, new):

@@ -20,7 +20,11 @@ for them while the files above are imported, ``tensorflow_gan.features``/``.tpu`
 point at the two library modules, and ``train.py``'s ``from tensorflow import
 estimator`` gets a stand-in holding only the ``SessionRunHook`` base class it
 subclasses (``tf.compat.v1.train.SessionRunHook``, the class ``tf.estimator``
-re-exported). ``sys.modules`` and ``tensorflow`` are put back afterwards.
+re-exported). ``sys.modules`` and ``tensorflow`` are put back afterwards. The
+tensorflow-gan 2.1.0 wheel's ``train.py`` calls ``inspect.getargspec``, which
+Python 3.11 removed: on such a Python its module-level ``inspect`` is a stand-in
+that adds ``getargspec`` (args, varargs, keywords, defaults, from
+``inspect.getfullargspec``) to the real module's functions.
 ``tf.compat.v1.layers`` needs ``TF_USE_LEGACY_KERAS=1`` (tf_keras), set here.
 
 What it builds, as the estimator's ``model_fn`` does in TRAIN mode, under
@@ -57,10 +61,15 @@ The fixture under tests/data was written with::
         --tfgan_commit=bc369b7ec040f2c4f04e4daf29f60252118e72c7
 
 (TF-GAN's example is 128x128 only; attention needs gf_dim >= 2 and df_dim >= 4 for
-its C/8 channels.)
+its C/8 channels.) ``tests/test_official_tools.py`` runs it with the same config
+from the installed wheel (``--tfgan_src`` = the site-packages folder holding
+``tensorflow_gan/``); ``config.json`` then records the wheel's version, as no
+commit is known.
 """
+import collections
 import contextlib
 import importlib
+import inspect
 import io
 import json
 import os
@@ -91,7 +100,8 @@ flags.DEFINE_integer("tf_seed", 1234, "tf.set_random_seed (weights, u).")
 flags.DEFINE_integer("assign_seed", 2024, "RandomState for biases, BN, sigma_ratio.")
 flags.DEFINE_integer("input_seed", 7, "RandomState for z, labels, real images.")
 flags.DEFINE_string("tfgan_commit", None,
-                    "Commit of --tfgan_src to record when it is not a git checkout.")
+                    "Commit of --tfgan_src to record when it is not a git "
+                    "checkout (an installed wheel's version is found itself).")
 flags.mark_flags_as_required(["tfgan_src", "output"])
 
 IMAGE_SIZE = 128  # TF-GAN's self_attention_estimator networks are 128x128 only
@@ -117,6 +127,24 @@ FILES = ("python/features/spectral_normalization.py",
          "examples/self_attention_estimator/discriminator.py")
 
 
+def _inspect_with_getargspec():
+  """``inspect`` plus the ``getargspec`` Python 3.11 removed (see top)."""
+  arg_spec = collections.namedtuple("ArgSpec", "args varargs keywords defaults")
+
+  def getargspec(fn):
+    full = inspect.getfullargspec(fn)
+    return arg_spec(full.args, full.varargs, full.varkw, full.defaults)
+
+  class Inspect(types.ModuleType):
+
+    def __getattr__(self, name):
+      return getattr(inspect, name)
+
+  stand_in = Inspect("inspect")
+  stand_in.getargspec = getargspec
+  return stand_in
+
+
 def import_tfgan(src, tf):
   """Imports TF-GAN's files (see top) without its package __init__ files."""
   root = os.path.join(src, "tensorflow_gan")
@@ -140,6 +168,8 @@ def import_tfgan(src, tf):
     with contextlib.redirect_stdout(io.StringIO()):
       for key in ("train", "losses", "generator", "discriminator"):
         mods[key] = importlib.import_module(_MODULES[key])
+    if not hasattr(inspect, "getargspec") and hasattr(mods["train"], "inspect"):
+      mods["train"].inspect = _inspect_with_getargspec()
   finally:
     if not had_estimator:
       vars(tf).pop("estimator", None)
@@ -282,7 +312,9 @@ def main(argv):
   cfg.update(
       scopes=dict(generator="Generator/generator",
                   discriminator="Discriminator/discriminator"),
-      source=dict(repo="tensorflow/gan", commit=official_shim.git_commit(src, FLAGS.tfgan_commit),
+      source=dict(repo="tensorflow/gan",
+                  commit=official_shim.git_commit(src, FLAGS.tfgan_commit,
+                                                  wheel="tensorflow_gan"),
                   sha256={f: official_shim.sha256(os.path.join(src, "tensorflow_gan", f))
                           for f in FILES},
                   modified=False),

@@ -31,9 +31,12 @@ RefVariable reads it when the op runs).
 """
 import contextlib
 import functools
+import glob
 import hashlib
 import importlib
 import io
+import os
+import re
 import subprocess
 import sys
 import types
@@ -176,15 +179,40 @@ def value_for(name, shape, rs):
   return None
 
 
-def git_commit(src, override=None):
-  """The commit of ``src`` (``override`` when given, e.g. for a git archive)."""
+def git_commit(src, override=None, wheel=None):
+  """The commit (or release) of the code in ``src``, for a fixture to record.
+
+  In order: ``override`` when given; the ``HEAD`` of ``src`` when ``src`` is the
+  top of a git checkout (not a folder inside another repository, e.g. a
+  site-packages inside a project's venv, whose HEAD says nothing about it); the
+  40-digit commit named in ``src/SOURCE.txt`` (the note beside an extracted copy,
+  as ``../shared/official_src``); with ``wheel`` (a distribution name such as
+  ``tensorflow_gan``), the version of that installed wheel when its
+  ``<wheel>-<version>.dist-info`` sits in ``src`` (a site-packages); else
+  "unknown ...".
+  """
   if override:
     return override
   try:
-    return subprocess.run(["git", "-C", src, "rev-parse", "HEAD"], check=True,
-                          capture_output=True, text=True).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return "unknown (not a git checkout; see sha256)"
+    top, head = subprocess.run(
+        ["git", "-C", src, "rev-parse", "--show-toplevel", "HEAD"], check=True,
+        capture_output=True, text=True).stdout.split()
+    if os.path.realpath(top) == os.path.realpath(src):
+      return head
+  except (OSError, ValueError, subprocess.CalledProcessError):
+    pass
+  try:
+    with open(os.path.join(src, "SOURCE.txt")) as f:
+      found = re.search(r"\bcommit\s+([0-9a-f]{40})\b", f.read())
+    if found:
+      return found.group(1)
+  except OSError:
+    pass
+  found = sorted(glob.glob(os.path.join(src, f"{wheel}-*.dist-info"))) if wheel else []
+  if len(found) == 1:
+    version = os.path.basename(found[0])[len(wheel) + 1:-len(".dist-info")]
+    return f"{wheel} {version} (installed wheel; no commit)"
+  return "unknown (not a git checkout and no SOURCE.txt; see sha256)"
 
 
 def sha256(path):

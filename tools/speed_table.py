@@ -14,7 +14,9 @@ step); 128 px runs take ``bn_group_size=0`` (tower batch norm of 64 does not fit
 batch of 4). The "auto" column marks the row that ``--jit_compile=auto`` (the
 default of ``launch.train`` and ``launch.benchmark``) picks for that row's setup
 (``sagan_tf.training.jit_choice.resolve``): auto runs exactly that path, so it is not
-timed a second time.
+timed a second time. The table's first line names the host (``host_cpu`` of the
+rows, ``sagan_tf.perf.host_cpu``: the CPU model and its vector ISA), since speed
+differs per CPU.
 """
 import argparse
 import dataclasses
@@ -83,11 +85,23 @@ def auto_picks(row) -> bool:
   return choice.enabled == row.jit
 
 
+def host_line(results):
+  """``Host: <host_cpu>`` of the rows (each distinct one, in order; rows of
+  runs made before benchmarks printed it: "not recorded")."""
+  hosts = []
+  for _, r in results:
+    host = r.get("host_cpu", "not recorded")
+    if host not in hosts:
+      hosts.append(host)
+  return "Host: " + ("; ".join(hosts) if hosts else "not recorded")
+
+
 def markdown(results):
+  """The host line, a blank line, then the table of ``(Row, result)`` pairs."""
   head = ("| preset | mode | batch | replicas | XLA | bf16 | auto | ms/step median "
           "(min-max) | images/s | GFLOP/step | GFLOP/s | fraction_of_peak | "
           "collectives | peak host MiB |")
-  lines = [head, "|" + " --- |" * 14]
+  lines = [host_line(results), "", head, "|" + " --- |" * 14]
   for row, r in results:
     mode = (f"{row.mode} (d_steps {r['d_steps']})"
             if row.mode == "train" and r["d_steps"] > 1 else row.mode)

@@ -1,12 +1,13 @@
 r"""Times the official SAGAN train graph and sagan_tf's train step side by side.
 
-    python tools/time_official.py --official_src=/tmp/official_src
-    python tools/time_official.py --official_src=/tmp/official_src \
+    python tools/time_official.py --official_src=PATH
+    python tools/time_official.py --official_src=PATH \
         --jit_compile=auto,false --rounds=3 --steps=5
 
-Both at one config (default: the official 128x128 model, gf=df=64, 1000 classes,
-z 128, batch 4, hinge loss, D lr 4e-4, G lr 1e-4, Adam beta1 0), one step = one D
-update then one G update:
+(``PATH``: the unmodified official code; the repository's tests use
+``../shared/official_src``.) Both at one config (default: the official 128x128
+model, gf=df=64, 1000 classes, z 128, batch 4, hinge loss, D lr 4e-4, G lr 1e-4,
+Adam beta1 0), one step = one D update then one G update:
 
 * ``official``: the graph of ``model.py``'s ``SNGAN``, built by
   ``tools/make_official_train_reference.py`` from the UNMODIFIED official modules
@@ -32,7 +33,9 @@ prints one JSON line (``round``, ``path``, ``s_per_step_median``, its min and
 max over ``--steps`` timed steps after ``--warmup`` untimed ones; sagan_tf lines
 carry the benchmark's own keys too: ``xla``, ``fraction_of_peak``...); the last
 line is the summary: per path the median over rounds of the per-round medians
-and their range.
+and their range. The first line gives the config, the start time and
+``host_cpu`` (the CPU model and its vector ISA, ``sagan_tf.perf.host_cpu``: the
+figures hold for that host only).
 
 The official generator and discriminator are 128x128 only. The tool uses argparse
 rather than absl flags because importing ``make_official_train_reference`` defines
@@ -45,6 +48,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+from sagan_tf.perf import host_cpu  # no TensorFlow: imports before the TF1 stage
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TOOLS)
@@ -208,7 +213,8 @@ def measurement(round_index, path, child_output):
     extra = {k: child_output[k] for k in (
         "jit_compile", "xla", "xla_reason", "flops_per_step",
         "achieved_gflops_per_s", "conv_gflops_per_s", "conv_shape",
-        "fraction_of_peak", "host_allocator", "minor_page_faults_per_step")
+        "fraction_of_peak", "host_allocator", "minor_page_faults_per_step",
+        "host_cpu")
         if k in child_output}
   out = dict(round=round_index, path=path, s_per_step_median=round(med, 4),
              s_per_step_min=round(lo, 4), s_per_step_max=round(hi, 4))
@@ -253,7 +259,8 @@ def main(argv=None):
   config = {k: getattr(args, k) for k in ("gf_dim", "df_dim", "num_classes",
                                           "z_dim", "batch_size", "steps", "warmup")}
   print(json.dumps(dict(config=config, image_size=128, started=time.strftime(
-      "%Y-%m-%dT%H:%M:%SZ", time.gmtime()))), flush=True)
+      "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), host_cpu=host_cpu.describe())),
+        flush=True)
   records = []
   for i in range(args.rounds):
     for path, command, env in plan(args):

@@ -19,7 +19,8 @@ by arithmetic: a resume reads at most one block of records
 Sharding (``input_context`` with several input pipelines, e.g. one per worker):
 with at least as many files as pipelines, pipeline i reads files i, i + n, ...
 (of the sorted list); otherwise (digits, few files) each pipeline reads every
-n-th record of each file.
+n-th record of each file. A pipeline that would read no record (its files all
+empty, or fewer records than pipelines) is refused up front, on every pipeline.
 
 Deliberate deviations from the official input_fn (dataset.py):
   * the official pipeline shuffles sloppily (non-deterministic interleave, unseeded
@@ -66,6 +67,7 @@ def _pipeline_units(source: data_sources.Source,
   if n <= 1:
     return data_order.Units(source.n, source.read, source.counts)
   i = input_context.input_pipeline_id
+  _check_every_shard_has_records(source, n)
   if source.n >= n:  # whole files per pipeline
     mine = np.arange(i, source.n, n)
     mine_t = tf.constant(mine, tf.int64)
@@ -75,6 +77,39 @@ def _pipeline_units(source: data_sources.Source,
   return data_order.Units(
       source.n, lambda u: source.read(u).shard(n, i),
       lambda: data_order.shard_counts(source.counts(), n, i))
+
+
+def _check_every_shard_has_records(source: data_sources.Source, n: int) -> None:
+  """Raises DataError if any of the ``n`` input pipelines would read no record:
+  its stream would then repeat empty epochs forever, stuck before step 0.
+
+  Every pipeline checks every shard (not only its own), so all workers stop at
+  once with the same line. With whole files per pipeline, a shard is empty when
+  all its files have zero bytes (a TFRecord file without records is empty), so
+  no record is read; with records split across pipelines, from the record counts
+  (few files then).
+  """
+  if source.n >= n and source.files:
+    sizes = np.array([tf.io.gfile.stat(f).length for f in source.files], np.int64)
+    empty = [j for j in range(n) if not sizes[j::n].any()]
+    if empty:
+      j = empty[0]
+      files = list(source.files)[j::n]
+      names = ", ".join(files[:3]) + (f" and {len(files) - 3} more"
+                                      if len(files) > 3 else "")
+      raise DataError(
+          f"Input pipeline {j} of {n} (one per worker) would read no records: "
+          f"its files ({names}) are all empty. Remove the empty files, or spread "
+          f"the data over files so that every {n}th file from file {j} on holds "
+          f"records, or run fewer workers.")
+    return
+  counts = np.asarray(source.counts(), np.int64)
+  empty = [j for j in range(n) if not data_order.shard_counts(counts, n, j).any()]
+  if empty:
+    raise DataError(
+        f"Input pipeline {empty[0]} of {n} (one per worker) would read no records: "
+        f"the data holds {int(counts.sum())} records in {source.n} unit(s), "
+        f"fewer than one per pipeline. Give more data or run fewer workers.")
 
 
 def source_files(config, split: Optional[str] = None):

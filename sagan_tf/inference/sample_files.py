@@ -74,6 +74,22 @@ class SampleRequest:
     """Plain samples (not an ``sagan_tf.inference.grids`` grid)."""
     return self.grid == "samples" and not self.truncation
 
+  def check(self, bn_mode: str) -> None:
+    """Raises ValueError (one line) for a combination that would be silently
+    ignored: grids (truncation, interpolation) and attention figures are drawn at
+    inference, so not with ``bn_stats="batch"``; attention figures show
+    untruncated samples."""
+    if bn_mode == "batch" and (self.png or self.npz) and not self.plain:
+      raise ValueError(
+          f"bn_stats=batch cannot be combined with grid={self.grid!r}"
+          f"{' and truncation' if self.truncation else ''}: grids are drawn at "
+          "inference; use bn_stats=standing or moving, or plain samples.")
+    if self.attention_maps and (bn_mode == "batch" or self.truncation):
+      raise ValueError(
+          "attention_maps shows the first samples untruncated, at inference: it "
+          "cannot honour bn_stats=batch or truncation; draw the attention figure "
+          "in a command without them.")
+
 
 def sample(generator, num, classes=None, seed=0, batch_size=64, bn_stats=None):
   """(images uint8 [num, S, S, 3], labels int32 [num]).
@@ -150,9 +166,11 @@ def write_samples(workdir: str, request: SampleRequest,
   Raises:
     FileNotFoundError: no workdir or no checkpoint.
     ValueError: an unreadable config.json (``workdir.ConfigFileError``),
-      classes outside the generator's, bad queries, a generator without attention
-      or a bad grid request; the message is one line.
+      classes outside the generator's, bad queries, a generator without attention,
+      a bad grid request, or a combination it would ignore
+      (``SampleRequest.check``); the message is one line.
   """
+  request.check(bn_stats.mode if bn_stats is not None else bn_stats_lib.DEFAULT_MODE)
   config, generator, _, step = state_lib.load_models(
       workdir, checkpoint=checkpoint, use_ema=use_ema)
   bn_stats = bn_stats_lib.prepare(generator, bn_stats)

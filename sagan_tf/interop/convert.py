@@ -332,7 +332,7 @@ def convert_to_workdir(source: str, layout: str, output: str, overwrite=False,
   """
   _check_layout(layout)
   if not overwrite and (workdir_lib.has_config(output)
-                        or ckpt_lib.latest_checkpoint(output)):
+                        or ckpt_lib.checkpoint_candidates(output)):
     raise FileExistsError(
         f"{output!r} already holds a sagan_tf workdir; choose another output "
         f"(or pass overwrite=True).")

@@ -28,6 +28,14 @@ BigGAN-PyTorch's ``utils.ema``):
   activations, not the EMA generator's, which is the usual approximation when no
   standing statistics are computed.
 
+The EMA generator has the live generator's BN group size (``Config.bn_group_size``).
+It changes nothing its moving or standing statistics give (moving statistics are
+copied; standing passes normalise each pass as one group), but a batch-statistics
+forward (the trainer's sample grids, ``bn_stats="batch"``) normalises per group:
+with the whole batch as one group (the former build, ``bn_group_size`` 0) the
+trainer's EMA grids differed from those of the same checkpoint sampled later
+(``state.load_models`` builds the generator with the run's group size).
+
 Distribution: build the ``EMA`` inside ``strategy.scope()`` when training under a
 strategy, so that its variables are mirrored like the generator's. ``update`` works
 in cross-replica context and in a replica context (inside ``strategy.run``): there it
@@ -37,6 +45,8 @@ weights are identical on every replica, so every replica computes the same avera
 It works inside ``tf.function``; ``step`` may be a Python int or a scalar tensor.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import tensorflow as tf
 
@@ -69,12 +79,14 @@ class EMA:
     self.start_step = int(start_step)
     generator.build_variables()
     # Same dtype policy as the live generator (its layers took the global policy
-    # in force when it was built, e.g. mixed_bfloat16). Its batch norms normalise
-    # over the whole batch (bn_group_size 0): it never trains, and its sample grids
-    # need not split into towers.
+    # in force when it was built, e.g. mixed_bfloat16), and the same BN group
+    # size (tower BN): it never trains, but batch-statistics forwards (the
+    # trainer's sample grids, bn_stats="batch") normalise per group, as
+    # load_models' generator does for the same checkpoint.
+    config = dataclasses.replace(models.config_of(generator),
+                                 bn_group_size=generator.g_bn.group_size)
     with models.dtype_policy(generator.dtype_policy.name):
-      self.generator = models.build_generator(models.config_of(generator),
-                                              name="ema_generator")
+      self.generator = models.build_generator(config, name="ema_generator")
     self._check_matches(generator)
     for e, w in zip(self.generator.weights, generator.weights):
       e.assign(w)

@@ -13,6 +13,11 @@ aside by ``quarantine``: moved into ``checkpoints/unreadable/``, never deleted, 
 the ``CheckpointManager`` neither restores them nor overwrites them when it saves
 the same step number again, and its ``max_to_keep`` clean-up never counts them.
 
+``latest_checkpoint``, which eval, sample and export read through ``load_models``,
+takes the same rule as a resume: the newest candidate that reads completely and
+holds only finite values; it names newer damaged ones in a warning and moves
+nothing (only the trainer, which owns the workdir, sets them aside).
+
 ``check_checkpoint_matches`` compares a checkpoint with the objects to restore
 before restoring: every variable must be in the checkpoint with the same shape, and
 the checkpoint must hold nothing else under those objects; the error names every
@@ -34,6 +39,7 @@ import re
 import time
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
@@ -54,8 +60,61 @@ class CheckpointMismatchError(ValueError):
   """The checkpoint's variables do not match the models being restored."""
 
 
+class NoReadableCheckpointError(FileNotFoundError):
+  """The workdir has checkpoint files, but none is readable and finite."""
+
+
+def readable_problem(path: str) -> Optional[str]:
+  """Why the checkpoint ``path`` cannot be used (a missing ``.index``, a
+  truncated ``.data``, NaN/inf in a floating-point variable), or None.
+
+  Reads every tensor once (a truncated ``.data`` file shows only when the bytes
+  past its end are read). The reader opens ``path`` as a prefix: not
+  ``tf.train.load_checkpoint``, which first asks whether ``path`` is a directory,
+  and the ``ram://`` filesystem answers yes for a prefix of existing files.
+  """
+  try:
+    reader = tf.compat.v1.train.NewCheckpointReader(path)
+    bad = []
+    for key, dtype in sorted(reader.get_variable_to_dtype_map().items()):
+      value = reader.get_tensor(key)
+      if tf.as_dtype(dtype).is_floating and not np.all(np.isfinite(value)):
+        bad.append(_short(key))
+  except (tf.errors.OpError, IndexError, ValueError) as e:
+    text = str(getattr(e, "message", None) or e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+  return f"non-finite values in {_listing(bad)}" if bad else None
+
+
 def latest_checkpoint(workdir: str) -> Optional[str]:
-  return tf.train.latest_checkpoint(checkpoint_dir(workdir))
+  """The newest readable, finite checkpoint of ``workdir``: the one training
+  resumes from (``safe_checkpoints.restore_newest_readable``), so eval, sample and
+  export read what a resume would. Every ``ckpt-N`` counts (``checkpoint_candidates``),
+  not only the one the ``checkpoint`` state file names; a newer damaged one is
+  named in a warning and left in place (only the trainer sets checkpoints aside).
+
+  Returns:
+    The checkpoint prefix, or None if the workdir has no checkpoint files.
+
+  Raises:
+    NoReadableCheckpointError: checkpoint files exist, none is usable.
+  """
+  candidates = checkpoint_candidates(workdir)
+  skipped = []
+  for _, path in candidates:
+    why = readable_problem(path)
+    if why is None:
+      for bad, reason in skipped:
+        logging.warning("Skipping checkpoint %s (%s); reading %s instead.",
+                        bad, reason, path)
+      return path
+    skipped.append((path, why))
+  if not candidates:
+    return None
+  raise NoReadableCheckpointError(
+      f"{checkpoint_dir(workdir)} has checkpoints, but none can be read: "
+      + "; ".join(f"{os.path.basename(p)}: {why}" for p, why in skipped)
+      + ". Restore a good copy of one of them, or pass another workdir.")
 
 
 def checkpoint_candidates(workdir: str) -> List[Tuple[int, str]]:
@@ -197,7 +256,7 @@ def variables_of(workdir: str) -> Dict[str, np.ndarray]:
   """{checkpoint key: value} of the latest checkpoint in ``workdir``, to compare
   runs; leaves out ``save_counter`` (how many saves the manager made)."""
   path = latest_checkpoint(workdir)
-  reader = tf.train.load_checkpoint(path)
+  reader = tf.compat.v1.train.NewCheckpointReader(path)  # a prefix (ram:// too)
   return {k: reader.get_tensor(k) for k, _ in tf.train.list_variables(path)
           if k.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
           and not k.startswith("save_counter/")}
