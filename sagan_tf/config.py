@@ -107,6 +107,12 @@ class Config:
   # Exponential moving average of the generator weights (0 = off).
   ema_decay: float = 0.0
   ema_start: int = 0
+  # LeCam regularisation, off in every preset (the official code has none): the
+  # weight, the decay of its averages of D's outputs and the step it starts at
+  # (sagan_tf.models.lecam).
+  lecam_weight: float = 0.0
+  lecam_decay: float = 0.99
+  lecam_start: int = 1000
   # Data.
   dataset: str = "imagenet2012"  # "digits", "tfrecord" or a tfds name
   data_dir: Optional[str] = None  # tfds data_dir
@@ -147,6 +153,9 @@ class Config:
       need(0.0 <= getattr(self, f) < 1.0, f, "must be in [0, 1)")
     need(0.0 <= self.ema_decay < 1.0, "ema_decay", "must be in [0, 1); 0 is off")
     need(self.ema_start >= 0, "ema_start", "must be >= 0")
+    need(self.lecam_weight >= 0.0, "lecam_weight", "must be >= 0; 0 is off")
+    need(0.0 <= self.lecam_decay < 1.0, "lecam_decay", "must be in [0, 1)")
+    need(self.lecam_start >= 0, "lecam_start", "must be >= 0")
     need(self.bn_group_size >= 0, "bn_group_size",
          "must be >= 0 (0 = normalise over the whole global batch)")
     need(self.bn_group_size == 0 or self.batch_size % self.bn_group_size == 0,

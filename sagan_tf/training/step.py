@@ -15,8 +15,9 @@ discriminator steps, each on its own real batch, then one generator step::
       ema.update(G, step + 1)                           # if an EMA is kept
 
 (shown for the official variant; the TF-GAN variant's D writes ``u`` on its fake
-pass too and runs the real pass first). z ~ N(0, 1) and fake labels c uniform over
-the classes. Losses are per example, averaged over the *global* batch
+pass too and runs the real pass first). With ``config.lecam_weight`` the D loss
+gains LeCam's term (``sagan_tf.models.lecam``). z ~ N(0, 1) and fake labels c
+uniform over the classes. Losses are per example, averaged over the *global* batch
 (``tf.nn.compute_average_loss``); the optimizers sum the replicas' gradients, so
 the update is that of the global batch mean.
 
@@ -136,6 +137,7 @@ class TrainStep:
     g_optimizer, d_optimizer: built Keras optimizers.
     step: int64 scalar variable, the global step; incremented once per call.
     ema: optional ``sagan_tf.models.ema.EMA`` updated after each G step.
+    lecam: optional ``sagan_tf.models.lecam.LeCam`` (its term joins the D loss).
     noise_fn: optional ``noise_fn(batch, step, substep, replica_id) -> (z
       [batch, z_dim] float32, labels [batch] int32)``, the noise of each
       substep (``substep == config.d_steps`` is the G step; ``step`` is the
@@ -154,7 +156,7 @@ class TrainStep:
   """
 
   def __init__(self, config: Config, strategy, generator, discriminator,
-               g_optimizer, d_optimizer, step: tf.Variable, ema=None,
+               g_optimizer, d_optimizer, step: tf.Variable, ema=None, lecam=None,
                noise_fn: Optional[Callable] = None,
                variable_reads: Optional[str] = None):
     self.config = config
@@ -165,6 +167,7 @@ class TrainStep:
     self.d_optimizer = d_optimizer
     self.step = step
     self.ema = ema
+    self.lecam = lecam
     self.noise_fn = noise_fn or functools.partial(sample_noise, config)
     self.loss = get_loss(config.loss)
     self.global_batch = config.batch_size
@@ -228,6 +231,9 @@ class TrainStep:
         fake_logits = d(fake, fake_labels, training=True,
                         update_u=self.update_u_on_fake)
       per_example, parts = self.loss.d(real_logits, fake_logits)
+      if self.lecam is not None:
+        per_example += self.lecam.term(real_logits, fake_logits, step,
+                                       self.global_batch)
       d_loss = self._average(per_example)
     grads = _dense(tape.gradient(d_loss, d.trainable_variables))
     self.d_optimizer.apply_gradients(zip(grads, d.trainable_variables))
