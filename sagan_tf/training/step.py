@@ -15,9 +15,10 @@ discriminator steps, each on its own real batch, then one generator step::
       ema.update(G, step + 1)                           # if an EMA is kept
 
 (shown for the official variant; the TF-GAN variant's D writes ``u`` on its fake
-pass too and runs the real pass first). With ``config.lecam_weight`` the D loss
-gains LeCam's term (``sagan_tf.models.lecam``). z ~ N(0, 1) and fake labels c
-uniform over the classes. Losses are per example, averaged over the *global* batch
+pass too and runs the real pass first). With ``config.diffaug`` every image D takes
+(real and fake, both steps) is first augmented (``sagan_tf.training.diffaug``), and
+with ``config.lecam_weight`` the D loss gains LeCam's term (``sagan_tf.models.lecam``).
+z ~ N(0, 1) and fake labels c uniform over the classes. Losses are per example, averaged over the *global* batch
 (``tf.nn.compute_average_loss``); the optimizers sum the replicas' gradients, so
 the update is that of the global batch mean.
 
@@ -65,7 +66,8 @@ Noise is reproducible: z and c are drawn with stateless ops seeded by
 step), so a run resumed from a checkpoint at step k draws exactly the numbers an
 uninterrupted run draws at step k. (The noise therefore depends on the number of
 replicas: the same seed on 1 and 2 replicas gives different runs.) ``noise_fn``
-replaces the draw (tests feed recorded noise through it).
+replaces the draw (tests feed recorded noise through it). DiffAugment draws from
+the same seed, folded with 2 (real images) or 3 (fake; z and c take 0 and 1).
 
 Deliberate deviations from the official code:
 
@@ -92,6 +94,8 @@ import tensorflow as tf
 from sagan_tf.training import jit_choice
 from sagan_tf import strategy as strategy_lib
 from sagan_tf.config import Config
+from sagan_tf.config import parse_diffaug
+from sagan_tf.training import diffaug
 from sagan_tf.training.losses import get_loss
 
 # How the step reads the spectral-norm u: see the module docstring.
@@ -168,6 +172,7 @@ class TrainStep:
     self.step = step
     self.ema = ema
     self.lecam = lecam
+    self.diffaug = parse_diffaug(config.diffaug)
     self.noise_fn = noise_fn or functools.partial(sample_noise, config)
     self.loss = get_loss(config.loss)
     self.global_batch = config.batch_size
@@ -213,11 +218,20 @@ class TrainStep:
           f"{labels.dtype.name} {labels.shape}.")
     return z, labels
 
+  def _augment(self, images, step, substep, stream):
+    """``images`` after ``config.diffaug``; stream 0 the real, 1 the fake images."""
+    if not self.diffaug:
+      return images
+    seed = noise_seed(self.config.seed, step, substep, self._replica_id())
+    seed = tf.random.experimental.stateless_fold_in(seed, 2 + stream)
+    return diffaug.augment(images, self.diffaug, seed)
+
   def d_step(self, images, labels, step, substep):
     """One D update on a real batch; returns the replica's metric contributions."""
     g, d = self.generator, self.discriminator
     z, fake_labels = self._noise(step, substep)
-    fake = g(z, fake_labels, training=True)
+    fake = self._augment(g(z, fake_labels, training=True), step, substep, 1)
+    images = self._augment(images, step, substep, 0)
     with tf.GradientTape() as tape:
       if self.tf1_reads:
         # Fake pass first, so that it reads the u the real pass is about to
@@ -251,6 +265,7 @@ class TrainStep:
       # G writes its u on this forward; under TF 1.x reads its backward took u'.
       # D's u is not written in the G step, so D's layers need nothing.
       fake = g(z, fake_labels, training=True, late_u_grad=self.tf1_reads)
+      fake = self._augment(fake, step, self.config.d_steps, 1)
       fake_logits = d(fake, fake_labels, training=True,
                       update_u=self.update_u_on_fake)
       g_loss = self._average(self.loss.g(fake_logits))
