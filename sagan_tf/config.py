@@ -63,6 +63,21 @@ import typing
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 JIT_AUTO = "auto"
+# DiffAugment policies (Zhao et al. 2020) that Config.diffaug may name.
+DIFFAUG_POLICIES = ("color", "translation", "cutout")
+
+
+def parse_diffaug(text: str) -> Tuple[str, ...]:
+  """``"color, translation"`` -> ``("color", "translation")``; ``""`` -> ``()``.
+
+  Raises ValueError naming an unknown or repeated policy.
+  """
+  names = tuple(p.strip() for p in text.split(",") if p.strip())
+  unknown = [p for p in names if p not in DIFFAUG_POLICIES]
+  if unknown or len(set(names)) != len(names):
+    raise ValueError(f"policies must be distinct names from {DIFFAUG_POLICIES}, "
+                     f"got {text!r}")
+  return names
 
 
 def parse_jit_compile(value) -> Union[bool, str]:
@@ -109,6 +124,14 @@ class Config:
   # Exponential moving average of the generator weights (0 = off).
   ema_decay: float = 0.0
   ema_start: int = 0
+  # Data-efficient training, both off in every preset (the official code has
+  # neither): DiffAugment policies, comma-separated from DIFFAUG_POLICIES
+  # (sagan_tf.training.diffaug), and the LeCam regulariser's weight, the decay of
+  # its averages of D's outputs and the step it starts at (sagan_tf.models.lecam).
+  diffaug: str = ""
+  lecam_weight: float = 0.0
+  lecam_decay: float = 0.99
+  lecam_start: int = 1000
   # Data.
   dataset: str = "imagenet2012"  # "digits", "tfrecord" or a tfds name
   data_dir: Optional[str] = None  # tfds data_dir
@@ -149,6 +172,13 @@ class Config:
       need(0.0 <= getattr(self, f) < 1.0, f, "must be in [0, 1)")
     need(0.0 <= self.ema_decay < 1.0, "ema_decay", "must be in [0, 1); 0 is off")
     need(self.ema_start >= 0, "ema_start", "must be >= 0")
+    try:
+      parse_diffaug(self.diffaug)
+    except ValueError as e:
+      need(False, "diffaug", str(e))
+    need(self.lecam_weight >= 0.0, "lecam_weight", "must be >= 0; 0 is off")
+    need(0.0 <= self.lecam_decay < 1.0, "lecam_decay", "must be in [0, 1)")
+    need(self.lecam_start >= 0, "lecam_start", "must be >= 0")
     need(self.bn_group_size >= 0, "bn_group_size",
          "must be >= 0 (0 = normalise over the whole global batch)")
     need(self.bn_group_size == 0 or self.batch_size % self.bn_group_size == 0,

@@ -11,6 +11,7 @@ from sagan_tf import config as config_lib
 from sagan_tf.models.ema import EMA
 from sagan_tf.models.generator import Generator
 from sagan_tf.models.builder import build_models
+from sagan_tf.training import loop as train_lib
 
 
 def _tiny_generator():
@@ -175,3 +176,40 @@ def test_ema_generator_keeps_the_tower_bn_group_size():
     a.assign(b)
   other = bn_stats.batch_forward(whole, z, labels, update_u=False).numpy()
   assert np.abs(other - live).max() > 1e-3
+
+
+def test_short_run_averages_from_the_live_weights_at_ema_start(tmp_path):
+  """ema_start: the EMA equals the live generator through step ema_start - 1,
+  then averages from that copy (not from the weights of step 0); samples, eval
+  and load_models (sample, eval, export) take the EMA generator."""
+  config = config_lib.from_preset("tiny").replace(
+      ema_decay=0.5, ema_start=2, log_every=1, sample_every=100, checkpoint_every=100)
+  live, ema, trainer = {}, {}, None
+  evals = []
+
+  def on_log(progress):
+    names = [w.path for w in trainer.generator.trainable_weights]
+    live[progress.step] = dict(zip(names, [w.numpy() for w in
+                                           trainer.generator.trainable_weights]))
+    ema[progress.step] = dict(zip(names, [w.numpy() for w in
+                                          trainer.ema.generator.trainable_weights]))
+
+  trainer = train_lib.Trainer(config.replace(eval_every=3), str(tmp_path),
+                              on_log=on_log,
+                              on_eval=lambda step, g: evals.append(g))
+  start = {w.path: w.numpy() for w in trainer.generator.trainable_weights}
+  trainer.run(3)
+  trainer.close()
+  assert trainer.sample_model is trainer.ema.generator
+  assert evals == [trainer.ema.generator]
+  for name in start:
+    np.testing.assert_array_equal(ema[1][name], live[1][name])  # a copy
+    expected2 = 0.5 * live[1][name] + 0.5 * live[2][name]
+    np.testing.assert_allclose(ema[2][name], expected2, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(ema[3][name], 0.5 * expected2 + 0.5 * live[3][name],
+                               rtol=1e-6, atol=1e-7)
+  moved = [n for n in start if not np.allclose(live[1][n], start[n])]
+  assert moved  # so averaging from step 0 would give other values
+  _, g, _, _ = state_lib.load_models(str(tmp_path), use_ema=True)
+  for a, b in zip(g.weights, trainer.ema.generator.weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())

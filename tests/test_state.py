@@ -15,14 +15,14 @@ TINY = config_lib.from_preset("tiny")
 
 
 def test_items_are_the_checkpoint_keys(tmp_path):
-  state = state_lib.RunState.create(TINY.replace(ema_decay=0.5))
+  state = state_lib.RunState.create(TINY.replace(ema_decay=0.5, lecam_weight=0.3))
   assert tuple(state.items()) == state_lib.ITEMS
   path = state.checkpoint.write(str(tmp_path / "ckpt"))
   tops = {k.split("/", 1)[0] for k in ckpt_lib.checkpoint_variables(path)}
   assert tops == set(state_lib.ITEMS)
   assert state.sample_generator is state.ema.generator
   plain = state_lib.RunState.create(TINY)
-  assert tuple(plain.items()) == state_lib.ITEMS[:-1]
+  assert tuple(plain.items()) == state_lib.ITEMS[:-2]  # no EMA, no LeCam
   assert plain.sample_generator is plain.generator
 
 

@@ -17,6 +17,12 @@ Update rule, per weight:
 * non-trainable weights (spectral-norm ``u``, BN moving mean and variance): copied
   from the live generator at every update.
 
+The train step calls ``update(G, t)`` after the G update of global step ``t``
+(1-based: the step count once it is done), as BigGAN-PyTorch's ``ema.update(itr)``.
+So the EMA is the live generator through step ``start_step - 1`` and the average
+starts from that copy, not from the weights of step 0: a short run (e.g. 1500
+steps with ``start_step=1000``) averages only its later weights.
+
 Deliberate deviations (there is no official counterpart; these differ from
 BigGAN-PyTorch's ``utils.ema``):
 

@@ -2,8 +2,8 @@
 
 Each checkpoint is a ``tf.train.Checkpoint`` over the items ``sagan_tf.run.state``
 names (``step``, ``generator``, ``discriminator``, ``g_optimizer``,
-``d_optimizer``, ``ema_generator``; a converted workdir holds the models only),
-written by a CheckpointManager as ``ckpt-N``. Every command line (train, eval,
+``d_optimizer``, ``ema_generator``, ``lecam``; a converted workdir holds the
+models only), written by a CheckpointManager as ``ckpt-N``. Every command line (train, eval,
 sample, export, convert) reads and writes this one layout.
 
 Damaged checkpoints (a lost ``.index``, a truncated ``.data`` file after a crash

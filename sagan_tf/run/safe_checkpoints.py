@@ -94,7 +94,9 @@ class FiniteCheck:
         continue
       for v in obj.variables:
         if tf.as_dtype(v.dtype).is_floating:
-          variables.append((f"{name}/{v.path}", v))
+          # Keras variables have a path; LeCam's tf.Variables a name.
+          path = getattr(v, "path", None) or v.name.split(":")[0]
+          variables.append((f"{name}/{path}", v))
     self.names = [n for n, _ in variables]
     self._fn = tf.function(lambda: tf.stack(
         [tf.reduce_all(tf.math.is_finite(v)) for _, v in variables]))

@@ -2,10 +2,11 @@
 
 Like flax's ``TrainState`` and Model Garden's ``checkpoint_items``::
 
-    state = RunState.create(config, strategy)   # step, G, D, both Adams, EMA
+    state = RunState.create(config, strategy)   # step, G, D, both Adams, EMA, LeCam
     state.items()        # {"step": ..., "generator": ..., "discriminator": ...,
                          #  "g_optimizer": ..., "d_optimizer": ...,
-                         #  ["ema_generator": ...]}: the tf.train.Checkpoint's
+                         #  ["ema_generator": ...], ["lecam": ...]}: the
+                         #  tf.train.Checkpoint's
     path, absent, skipped = state.restore_newest(workdir)
 
 ``checkpoint_items`` spells the item names (``ITEMS``) for every writer and reader:
@@ -32,24 +33,26 @@ import tensorflow as tf
 from sagan_tf.config import Config
 from sagan_tf.models import builder as models
 from sagan_tf.models import ema as ema_lib
+from sagan_tf.models import lecam as lecam_lib
 from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf.run import safe_checkpoints as safe
 from sagan_tf.run import workdir as workdir_lib
 
 # What a checkpoint may hold, by item name (= the first part of each key).
 ITEMS = ("step", "generator", "discriminator", "g_optimizer", "d_optimizer",
-         "ema_generator")
+         "ema_generator", "lecam")
 # Items a training run may find absent and start fresh: the optimizers (a
-# converted, models-only workdir) and the EMA (switched on for an existing run).
-OPTIONAL_ON_RESUME = ("g_optimizer", "d_optimizer", "ema_generator")
+# converted, models-only workdir), the EMA and LeCam's averages (switched on for
+# an existing run).
+OPTIONAL_ON_RESUME = ("g_optimizer", "d_optimizer", "ema_generator", "lecam")
 
 
 def checkpoint_items(step=None, generator=None, discriminator=None,
                      g_optimizer=None, d_optimizer=None,
-                     ema_generator=None) -> Dict[str, object]:
+                     ema_generator=None, lecam=None) -> Dict[str, object]:
   """``{item name: object}`` for ``tf.train.Checkpoint(**items)``; None left out."""
   items = dict(zip(ITEMS, (step, generator, discriminator, g_optimizer,
-                           d_optimizer, ema_generator)))
+                           d_optimizer, ema_generator, lecam)))
   return {k: v for k, v in items.items() if v is not None}
 
 
@@ -82,6 +85,14 @@ def optional_ema(config: Config, generator) -> Optional[object]:
   return ema_lib.EMA(generator, decay=config.ema_decay, start_step=config.ema_start)
 
 
+def optional_lecam(config: Config) -> Optional[lecam_lib.LeCam]:
+  """LeCam's averages if ``config.lecam_weight > 0`` (inside the scope)."""
+  if config.lecam_weight <= 0:
+    return None
+  return lecam_lib.LeCam(config.lecam_weight, config.lecam_decay,
+                         config.lecam_start)
+
+
 def set_process_switches(config: Config, deterministic: bool = False) -> None:
   """Seeds the process (model initialisation: ``config.seed``) and, if
   ``deterministic``, turns TF op determinism on, for the rest of the process.
@@ -110,6 +121,7 @@ class RunState:
     generator, discriminator: built models.
     g_optimizer, d_optimizer: built Adams, or None (inference).
     ema: a ``sagan_tf.models.ema.EMA`` or None; checkpointed as ``ema_generator``.
+    lecam: a ``sagan_tf.models.lecam.LeCam`` or None; checkpointed as ``lecam``.
     checkpoint: the ``tf.train.Checkpoint`` over ``items()``.
   """
 
@@ -119,6 +131,7 @@ class RunState:
   g_optimizer: Optional[object] = None
   d_optimizer: Optional[object] = None
   ema: Optional[object] = None
+  lecam: Optional[object] = None
 
   def __post_init__(self):
     self.checkpoint = tf.train.Checkpoint(**self.items())
@@ -134,7 +147,9 @@ class RunState:
         ema = optional_ema(config, generator)
       g_optimizer, d_optimizer = make_optimizers(config, generator, discriminator)
       step = make_step_variable()
-    return cls(step, generator, discriminator, g_optimizer, d_optimizer, ema)
+      lecam = optional_lecam(config)
+    return cls(step, generator, discriminator, g_optimizer, d_optimizer, ema,
+               lecam)
 
   @property
   def sample_generator(self):
@@ -144,7 +159,8 @@ class RunState:
   def items(self) -> Dict[str, object]:
     return checkpoint_items(
         self.step, self.generator, self.discriminator, self.g_optimizer,
-        self.d_optimizer, self.ema.generator if self.ema is not None else None)
+        self.d_optimizer, self.ema.generator if self.ema is not None else None,
+        self.lecam)
 
   def restore_newest(
       self, workdir: str, finite: safe.FiniteCheck, set_aside: bool = True

@@ -172,7 +172,8 @@ class Trainer:
 
     self.train_step = step_lib.TrainStep(
         config, self.strategy, self.generator, self.discriminator,
-        self.g_optimizer, self.d_optimizer, self.step, ema=self.ema)
+        self.g_optimizer, self.d_optimizer, self.step, ema=self.ema,
+        lecam=state.lecam)
     skip = int(self.step.numpy()) * config.d_steps
     self.dataset = dataset_fn(self.strategy, config, skip_batches=skip)
     self.iterator = iter(self.dataset)

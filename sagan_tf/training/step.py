@@ -15,8 +15,10 @@ discriminator steps, each on its own real batch, then one generator step::
       ema.update(G, step + 1)                           # if an EMA is kept
 
 (shown for the official variant; the TF-GAN variant's D writes ``u`` on its fake
-pass too and runs the real pass first). z ~ N(0, 1) and fake labels c uniform over
-the classes. Losses are per example, averaged over the *global* batch
+pass too and runs the real pass first). With ``config.diffaug`` every image D takes
+(real and fake, both steps) is first augmented (``sagan_tf.training.diffaug``), and
+with ``config.lecam_weight`` the D loss gains LeCam's term (``sagan_tf.models.lecam``).
+z ~ N(0, 1) and fake labels c uniform over the classes. Losses are per example, averaged over the *global* batch
 (``tf.nn.compute_average_loss``); the optimizers sum the replicas' gradients, so
 the update is that of the global batch mean.
 
@@ -64,7 +66,8 @@ Noise is reproducible: z and c are drawn with stateless ops seeded by
 step), so a run resumed from a checkpoint at step k draws exactly the numbers an
 uninterrupted run draws at step k. (The noise therefore depends on the number of
 replicas: the same seed on 1 and 2 replicas gives different runs.) ``noise_fn``
-replaces the draw (tests feed recorded noise through it).
+replaces the draw (tests feed recorded noise through it). DiffAugment draws from
+the same seed, folded with 2 (real images) or 3 (fake; z and c take 0 and 1).
 
 Deliberate deviations from the official code:
 
@@ -91,6 +94,8 @@ import tensorflow as tf
 from sagan_tf.training import jit_choice
 from sagan_tf import strategy as strategy_lib
 from sagan_tf.config import Config
+from sagan_tf.config import parse_diffaug
+from sagan_tf.training import diffaug
 from sagan_tf.training.losses import get_loss
 
 # How the step reads the spectral-norm u: see the module docstring.
@@ -136,6 +141,7 @@ class TrainStep:
     g_optimizer, d_optimizer: built Keras optimizers.
     step: int64 scalar variable, the global step; incremented once per call.
     ema: optional ``sagan_tf.models.ema.EMA`` updated after each G step.
+    lecam: optional ``sagan_tf.models.lecam.LeCam`` (its term joins the D loss).
     noise_fn: optional ``noise_fn(batch, step, substep, replica_id) -> (z
       [batch, z_dim] float32, labels [batch] int32)``, the noise of each
       substep (``substep == config.d_steps`` is the G step; ``step`` is the
@@ -154,7 +160,7 @@ class TrainStep:
   """
 
   def __init__(self, config: Config, strategy, generator, discriminator,
-               g_optimizer, d_optimizer, step: tf.Variable, ema=None,
+               g_optimizer, d_optimizer, step: tf.Variable, ema=None, lecam=None,
                noise_fn: Optional[Callable] = None,
                variable_reads: Optional[str] = None):
     self.config = config
@@ -165,6 +171,8 @@ class TrainStep:
     self.d_optimizer = d_optimizer
     self.step = step
     self.ema = ema
+    self.lecam = lecam
+    self.diffaug = parse_diffaug(config.diffaug)
     self.noise_fn = noise_fn or functools.partial(sample_noise, config)
     self.loss = get_loss(config.loss)
     self.global_batch = config.batch_size
@@ -210,11 +218,20 @@ class TrainStep:
           f"{labels.dtype.name} {labels.shape}.")
     return z, labels
 
+  def _augment(self, images, step, substep, stream):
+    """``images`` after ``config.diffaug``; stream 0 the real, 1 the fake images."""
+    if not self.diffaug:
+      return images
+    seed = noise_seed(self.config.seed, step, substep, self._replica_id())
+    seed = tf.random.experimental.stateless_fold_in(seed, 2 + stream)
+    return diffaug.augment(images, self.diffaug, seed)
+
   def d_step(self, images, labels, step, substep):
     """One D update on a real batch; returns the replica's metric contributions."""
     g, d = self.generator, self.discriminator
     z, fake_labels = self._noise(step, substep)
-    fake = g(z, fake_labels, training=True)
+    fake = self._augment(g(z, fake_labels, training=True), step, substep, 1)
+    images = self._augment(images, step, substep, 0)
     with tf.GradientTape() as tape:
       if self.tf1_reads:
         # Fake pass first, so that it reads the u the real pass is about to
@@ -228,6 +245,9 @@ class TrainStep:
         fake_logits = d(fake, fake_labels, training=True,
                         update_u=self.update_u_on_fake)
       per_example, parts = self.loss.d(real_logits, fake_logits)
+      if self.lecam is not None:
+        per_example += self.lecam.term(real_logits, fake_logits, step,
+                                       self.global_batch)
       d_loss = self._average(per_example)
     grads = _dense(tape.gradient(d_loss, d.trainable_variables))
     self.d_optimizer.apply_gradients(zip(grads, d.trainable_variables))
@@ -245,6 +265,7 @@ class TrainStep:
       # G writes its u on this forward; under TF 1.x reads its backward took u'.
       # D's u is not written in the G step, so D's layers need nothing.
       fake = g(z, fake_labels, training=True, late_u_grad=self.tf1_reads)
+      fake = self._augment(fake, step, self.config.d_steps, 1)
       fake_logits = d(fake, fake_labels, training=True,
                       update_u=self.update_u_on_fake)
       g_loss = self._average(self.loss.g(fake_logits))
