@@ -108,7 +108,7 @@ class Config:
   ema_decay: float = 0.0
   ema_start: int = 0
   # Data.
-  dataset: str = "imagenet2012"  # "digits", "tfrecord" or a tfds name
+  dataset: str = "imagenet2012"  # "digits", "glyphs", "tfrecord" or a tfds name
   data_dir: Optional[str] = None  # tfds data_dir
   tfrecord_pattern: str = ""  # glob of official-format TFRecords
   split: str = "train"
