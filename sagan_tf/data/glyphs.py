@@ -30,7 +30,6 @@ import functools
 from typing import Tuple
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
 from sagan_tf.data import sources
@@ -45,11 +44,9 @@ OVERSAMPLE = 4  # drawn at 4x the output size, then box-filtered down
 MARGIN = 1  # output pixels kept free around the glyph
 DIGIT_HEIGHT = 0.72  # Aileron's digit height per font size (measured: 0.71-0.74)
 
-_graph_fn = tf.autograph.experimental.do_not_convert
-
 
 def _poses(rng: np.random.Generator, n: int) -> dict:
-  """The random parameters of n glyphs (position is drawn per glyph later)."""
+  """The random parameters of n glyphs (see ``render``)."""
   return dict(height=rng.uniform(0.40, 0.80, n), stroke=rng.uniform(0, 0.06, n),
               stretch=rng.uniform(0.8, 1.2, n), angle=rng.uniform(-25, 25, n),
               shear=rng.uniform(-0.3, 0.3, n), place=rng.uniform(0, 1, (n, 2)))
@@ -143,18 +140,5 @@ def load_glyph_images(image_size: int, split: str = "train", seed: int = SEED
 
 def glyphs_source(config, split: str) -> sources.Source:
   """The split's glyphs as one in-memory unit of (image uint8, label) elements."""
-  if config.num_classes < CLASSES:
-    raise sources.DataError(
-        f"dataset='glyphs' has {CLASSES} classes but Config.num_classes="
-        f"{config.num_classes}; set num_classes=10.")
-  images, labels = load_glyph_images(config.image_size, split)
-
-  @_graph_fn
-  def read(unit):
-    del unit  # one unit
-    return tf.data.Dataset.from_tensor_slices((images, labels))
-
-  @_graph_fn
-  def decode(image, label):
-    return sources.to_unit_range(image), tf.cast(label, tf.int32)
-  return sources.Source(1, read, lambda: np.array([len(labels)], np.int64), decode)
+  return sources.in_memory_source(
+      config, "glyphs", *load_glyph_images(config.image_size, split), CLASSES)

@@ -132,12 +132,14 @@ def load_digits_images(image_size: int) -> Tuple[np.ndarray, np.ndarray]:
   return images, labels
 
 
-def digits_source(config) -> Source:
-  """The 1797 digits as one in-memory unit of (image uint8, label) elements."""
-  if config.num_classes < DIGITS_CLASSES:
-    raise DataError(f"dataset='digits' has {DIGITS_CLASSES} classes but "
-                    f"Config.num_classes={config.num_classes}; set num_classes=10.")
-  images, labels = load_digits_images(config.image_size)
+def in_memory_source(config, name: str, images: np.ndarray, labels: np.ndarray,
+                     classes: int) -> Source:
+  """Arrays (uint8 [N, S, S, 3], int labels [N] in [0, classes)) as one unit of
+  (image uint8, label) elements; DataError when the config has too few classes."""
+  if config.num_classes < classes:
+    raise DataError(f"dataset={name!r} has {classes} classes but "
+                    f"Config.num_classes={config.num_classes}; set "
+                    f"num_classes={classes}.")
 
   @_graph_fn
   def read(unit):
@@ -148,6 +150,12 @@ def digits_source(config) -> Source:
   def decode(image, label):
     return to_unit_range(image), tf.cast(label, tf.int32)
   return Source(1, read, lambda: np.array([len(labels)], np.int64), decode)
+
+
+def digits_source(config) -> Source:
+  """The 1797 digits as one in-memory unit of (image uint8, label) elements."""
+  return in_memory_source(config, "digits",
+                          *load_digits_images(config.image_size), DIGITS_CLASSES)
 
 
 # ------------------------------------------------------------------------- TFRecord
