@@ -27,19 +27,36 @@ from eval import inception
 DEFAULT_NUM_SAMPLES = 5_000
 
 
+# The offline digit sets, each measured by the digit classifier fit on it.
+DIGIT_CLASSIFIERS = tuple(sorted(digits_classifier.RECIPES))
+CLASSIFIERS = DIGIT_CLASSIFIERS + ("inception",)
+
+
 def default_classifier_name(config) -> str:
-  """"digits" for digits runs (offline), else "inception"."""
-  return "digits" if config.dataset == "digits" else "inception"
+  """The run's own digit classifier for a digit set ("digits", "glyphs";
+  offline), else "inception"."""
+  return config.dataset if config.dataset in DIGIT_CLASSIFIERS else "inception"
+
+
+def check_classifier(name: str, config) -> None:
+  """Raises ValueError when ``name`` is a digit classifier of another dataset
+  than the run's (its features and class accuracy would mean nothing)."""
+  if name in DIGIT_CLASSIFIERS and name != config.dataset:
+    raise ValueError(
+        f"The {name!r} classifier measures runs on the {name!r} dataset; this run "
+        f"trains on {config.dataset!r}: use "
+        f"{default_classifier_name(config)!r}.")
 
 
 def load_named_classifier(name: str, strategy=None, cache_dir=None,
                           inception_path=None):
-  """The feature network called ``name`` ("digits" or "inception")."""
-  if name == "digits":
-    return digits_classifier.load_digits_classifier(cache_dir, strategy)
+  """The feature network called ``name`` (one of ``CLASSIFIERS``)."""
+  if name in DIGIT_CLASSIFIERS:
+    return digits_classifier.load_digits_classifier(
+        cache_dir, strategy, recipe=digits_classifier.RECIPES[name])
   if name == "inception":
     return inception.load_classifier(inception_path, strategy=strategy)
-  raise ValueError(f"Unknown classifier {name!r}; choose 'digits' or 'inception'.")
+  raise ValueError(f"Unknown classifier {name!r}; choose one of {CLASSIFIERS}.")
 
 
 def make_train_evaluator(config, workdir: str, strategy=None, *,

@@ -8,6 +8,8 @@ r"""Inception score, FID and KID of a sagan_tf workdir, or of two image sets.
     python -m launch.eval --images_a=a.npz --images_b=b.npz
     # A digits run, in the features of a small digit classifier (offline):
     python -m launch.eval --workdir=runs/digits32 --classifier=digits
+    # A run on the printed digits (--dataset=glyphs), in its own classifier's:
+    python -m launch.eval --workdir=runs/glyphs32 --classifier=glyphs --split=test
     # The official protocol (the checkpoint's BN moving averages):
     python -m launch.eval --workdir=/runs/sagan --bn_stats=moving
 
@@ -15,8 +17,9 @@ Results go to WORKDIR/eval/metrics_<step>.json (with the protocol) and to
 TensorBoard scalars eval/IS, eval/FID, eval/KID under WORKDIR/eval. Real-image
 statistics are cached under --cache_dir. The Inception network is the TF-GAN
 module from TF-Hub, or the local copy at --inception_path (see
-docs/evaluation.md to use it offline); ``--classifier=digits`` takes the digit
-classifier of ``eval.digits_classifier`` instead and adds the class accuracy.
+docs/evaluation.md to use it offline); ``--classifier=digits`` (``glyphs``) takes
+the digit classifier of ``eval.digits_classifier`` fit on that dataset instead
+and adds the class accuracy.
 The generator draws with standing BN statistics by default (``--bn_stats``,
 ``sagan_tf.inference.bn_stats``). The logic lives in the ``eval`` package.
 """
@@ -48,13 +51,13 @@ _INCEPTION_PATH = flags.DEFINE_string(
     "inception_path", None,
     "Local copy of the TF-GAN Inception module (default: TF-Hub).")
 _CLASSIFIER = flags.DEFINE_enum(
-    "classifier", "inception", ["inception", "digits"],
+    "classifier", "inception", ["inception", "digits", "glyphs"],
     "Feature network: the TF-GAN Inception network, or the digit classifier of "
-    "eval.digits_classifier (digits runs; adds the class accuracy of the "
-    "samples).")
+    "eval.digits_classifier fit on the digits or glyphs dataset (runs on that "
+    "dataset; adds the class accuracy of the samples).")
 _NUM_SAMPLES = flags.DEFINE_integer(
     "num_samples", None, "Generated samples (default: 50,000, official; 10,000 "
-    "with --classifier=digits).")
+    "with --classifier=digits or glyphs).")
 _NUM_REAL = flags.DEFINE_integer("num_real", None,
                                  "Real images (default: --num_samples).")
 _SPLIT = flags.DEFINE_string("split", None,
@@ -100,7 +103,7 @@ DIGITS_NUM_SAMPLES = 10_000
 def _num_samples():
   if _NUM_SAMPLES.value is not None:
     return _NUM_SAMPLES.value
-  return DIGITS_NUM_SAMPLES if _CLASSIFIER.value == "digits" else 50_000
+  return 50_000 if _CLASSIFIER.value == "inception" else DIGITS_NUM_SAMPLES
 
 
 def _protocol():
@@ -160,7 +163,7 @@ def main(argv):
   from sagan_tf.strategy import make_strategy  # pylint: disable=g-import-not-at-top
 
   strategy = make_strategy(_STRATEGY.value, cpu_replicas=_CPU_REPLICAS.value)
-  if _WORKDIR.value and _CLASSIFIER.value == "digits":
+  if _WORKDIR.value and _CLASSIFIER.value != "inception":
     _check_digits_run(_WORKDIR.value)
   classifier = _load_classifier(strategy)
 
@@ -186,15 +189,17 @@ def main(argv):
 
 
 def _check_digits_run(workdir):
-  from sagan_tf.run import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from eval import train_eval
+  from sagan_tf.run import workdir as workdir_lib
   try:
     config = workdir_lib.load_config(workdir)
   except (FileNotFoundError, workdir_lib.ConfigFileError) as e:
     raise app.UsageError(str(e)) from None
-  if config.dataset != "digits":
-    raise app.UsageError(
-        f"--classifier=digits measures runs on the digits dataset; {workdir!r} "
-        f"trains on {config.dataset!r}: use --classifier=inception.")
+  try:
+    train_eval.check_classifier(_CLASSIFIER.value, config)
+  except ValueError as e:
+    raise app.UsageError(f"--classifier={_CLASSIFIER.value}: {e}") from None
 
 
 def _evaluate_workdir(evaluate, classifier, kwargs):

@@ -73,15 +73,16 @@ def define_flags():
       "XLA-compile the train step: true, false or auto (default: the config's; "
       "auto: on where measured faster, see sagan_tf/training/jit_choice.py)."))
   _DATASET = flags.DEFINE_string("dataset", None,
-                                 "'digits', 'tfrecord' or a prepared TFDS name.")
+                                 "'digits', 'glyphs' (offline), 'tfrecord' or a "
+                                 "prepared TFDS name.")
   _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir.")
   _DOWNLOAD = flags.DEFINE_bool(
       "download", True, "Download and prepare a TFDS dataset that is not yet "
       "prepared in --data_dir (needs internet; --nodownload to only read).")
   _EVAL_CLASSIFIER = flags.DEFINE_enum(
-      "eval_classifier", None, ["digits", "inception"],
-      "With --set=eval_every=N: the feature network (default: digits for the "
-      "digits dataset, else inception).")
+      "eval_classifier", None, ["digits", "glyphs", "inception"],
+      "With --set=eval_every=N: the feature network (default: the digit "
+      "classifier of the digits or glyphs dataset, else inception).")
   _EVAL_NUM_SAMPLES = flags.DEFINE_integer(
       "eval_num_samples", 5000, "With --set=eval_every=N: generated samples per "
       "evaluation.")
@@ -219,8 +220,10 @@ def _train_evaluator(config, workdir, strategy):
   from eval import evaluate
   from eval import train_eval
   name = _EVAL_CLASSIFIER.value or train_eval.default_classifier_name(config)
-  if name == "digits" and config.dataset != "digits":
-    raise app.UsageError("--eval_classifier=digits measures digits runs only.")
+  try:
+    train_eval.check_classifier(name, config)
+  except ValueError as e:
+    raise app.UsageError(f"--eval_classifier={name}: {e}") from None
   try:
     classifier = train_eval.load_named_classifier(name, strategy)
     return train_eval.make_train_evaluator(

@@ -133,7 +133,7 @@ class Config:
   lecam_decay: float = 0.99
   lecam_start: int = 1000
   # Data.
-  dataset: str = "imagenet2012"  # "digits", "tfrecord" or a tfds name
+  dataset: str = "imagenet2012"  # "digits", "glyphs", "tfrecord" or a tfds name
   data_dir: Optional[str] = None  # tfds data_dir
   tfrecord_pattern: str = ""  # glob of official-format TFRecords
   split: str = "train"

@@ -4,6 +4,8 @@ int32) from scikit-learn digits, official-format TFRecords or TensorFlow Dataset
 ``Config.dataset`` picks the source (``sagan_tf.data.sources``,
 ``sagan_tf.data.tfds_source``):
   * ``"digits"``: scikit-learn's bundled 1797 8x8 digits, upscaled (offline);
+  * ``"glyphs"``: printed digits in random poses, built offline
+    (``sagan_tf.data.glyphs``; splits "train" and "test");
   * ``"tfrecord"``: the official SAGAN TFRecord format from
     ``Config.tfrecord_pattern``;
   * any other name: a prepared TFDS dataset with 'image' and 'label' features in
@@ -37,6 +39,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from sagan_tf.data import glyphs
 from sagan_tf.data import order as data_order
 from sagan_tf.data import sources as data_sources
 from sagan_tf import strategy as strategy_lib
@@ -54,6 +57,8 @@ __all__ = ["DataError", "make_dataset", "distributed_dataset", "load_digits_imag
 def _source(config, split) -> data_sources.Source:
   if config.dataset == "digits":
     return data_sources.digits_source(config)
+  if config.dataset == "glyphs":
+    return glyphs.glyphs_source(config, split)
   if config.dataset == "tfrecord":
     return data_sources.tfrecord_source(config)
   return tfds_source.tfds_source(config, split)
@@ -113,9 +118,9 @@ def _check_every_shard_has_records(source: data_sources.Source, n: int) -> None:
 
 
 def source_files(config, split: Optional[str] = None):
-  """The files ``config.dataset`` reads (empty for digits): for naming a file
-  in ``runtime_error_line``."""
-  if config.dataset == "digits":
+  """The files ``config.dataset`` reads (empty for in-memory data): for naming a
+  file in ``runtime_error_line``."""
+  if config.dataset in data_sources.IN_MEMORY_DATASETS:
     return []
   return list(_source(config, config.split if split is None else split).files)
 
@@ -145,8 +150,8 @@ def make_dataset(config, batch_size: int, *, split: Optional[str] = None,
       data_dir, tfrecord_pattern, split, shuffle_buffer, seed).
     batch_size: examples per batch (per replica when used by
       ``distributed_dataset``).
-    split: TFDS split; default ``config.split``. Ignored by 'digits' (all 1797
-      examples) and 'tfrecord' (the glob decides).
+    split: TFDS or glyphs split; default ``config.split``. Ignored by 'digits'
+      (all 1797 examples) and 'tfrecord' (the glob decides).
     shuffle: shuffle files and examples (windows of ``config.shuffle_buffer``
       records); False reads the sorted files ``config.interleave_cycle_length``
       at a time, interleaved, in the same order every epoch.

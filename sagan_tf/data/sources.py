@@ -1,5 +1,6 @@
 """Example sources for ``sagan_tf.data.pipeline``: scikit-learn digits and official-format
-TFRecords (TensorFlow Datasets: ``sagan_tf.data.tfds_source``).
+TFRecords (TensorFlow Datasets: ``sagan_tf.data.tfds_source``; the printed digits
+``glyphs``: ``sagan_tf.data.glyphs``).
 
 Each source returns a ``Source``: ``n`` units (files; one in-memory array for
 digits), a ``read`` function giving one unit's raw elements (encoded bytes, plus
@@ -45,6 +46,8 @@ _graph_fn = tf.autograph.experimental.do_not_convert
 RUNTIME_TAG = "sagan_tf data: "
 
 DIGITS_CLASSES = 10
+# Datasets built in memory, offline (no files, no TFDS).
+IN_MEMORY_DATASETS = ("digits", "glyphs")
 
 class DataError(ValueError):
   """A bad data input; the message names the problem and what to do."""
@@ -93,7 +96,7 @@ def runtime_error_line(error: Exception, source_files: Sequence[str] = ()
   return None
 
 
-def _to_unit_range(image_uint8_values: tf.Tensor) -> tf.Tensor:
+def to_unit_range(image_uint8_values: tf.Tensor) -> tf.Tensor:
   """[0, 255] values (any dtype) -> float32 in [-1, 1], as x * 2 / 255 - 1."""
   return tf.cast(image_uint8_values, tf.float32) * (2.0 / 255.0) - 1.0
 
@@ -129,12 +132,14 @@ def load_digits_images(image_size: int) -> Tuple[np.ndarray, np.ndarray]:
   return images, labels
 
 
-def digits_source(config) -> Source:
-  """The 1797 digits as one in-memory unit of (image uint8, label) elements."""
-  if config.num_classes < DIGITS_CLASSES:
-    raise DataError(f"dataset='digits' has {DIGITS_CLASSES} classes but "
-                    f"Config.num_classes={config.num_classes}; set num_classes=10.")
-  images, labels = load_digits_images(config.image_size)
+def in_memory_source(config, name: str, images: np.ndarray, labels: np.ndarray,
+                     classes: int) -> Source:
+  """Arrays (uint8 [N, S, S, 3], int labels [N] in [0, classes)) as one unit of
+  (image uint8, label) elements; DataError when the config has too few classes."""
+  if config.num_classes < classes:
+    raise DataError(f"dataset={name!r} has {classes} classes but "
+                    f"Config.num_classes={config.num_classes}; set "
+                    f"num_classes={classes}.")
 
   @_graph_fn
   def read(unit):
@@ -143,8 +148,14 @@ def digits_source(config) -> Source:
 
   @_graph_fn
   def decode(image, label):
-    return _to_unit_range(image), tf.cast(label, tf.int32)
+    return to_unit_range(image), tf.cast(label, tf.int32)
   return Source(1, read, lambda: np.array([len(labels)], np.int64), decode)
+
+
+def digits_source(config) -> Source:
+  """The 1797 digits as one in-memory unit of (image uint8, label) elements."""
+  return in_memory_source(config, "digits",
+                          *load_digits_images(config.image_size), DIGITS_CLASSES)
 
 
 # ------------------------------------------------------------------------- TFRecord
@@ -289,5 +300,5 @@ def tfrecord_source(config) -> Source:
       image = tf.io.decode_raw(ex["image_raw"], tf.uint8)
       label = tf.cast(label, tf.int32)
     image = tf.reshape(image, [size, size, 3])
-    return _to_unit_range(image), label
+    return to_unit_range(image), label
   return Source(len(files), read, counts, decode, files)

@@ -16,7 +16,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from sagan_tf.data.sources import DataError, Source, runtime_check
+from sagan_tf.data.sources import (IN_MEMORY_DATASETS, DataError, Source,
+                                   runtime_check)
 
 # tf.data functions here have no Python control flow (see data_sources).
 _graph_fn = tf.autograph.experimental.do_not_convert
@@ -33,7 +34,7 @@ def _tfds_builder(config):
     builder = tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
     raise DataError(
-        f"Config.dataset={name!r} is neither 'digits', 'tfrecord' nor a TFDS "
+        f"Config.dataset={name!r} is neither 'digits', 'glyphs', 'tfrecord' nor a TFDS "
         "dataset name (see tfds.list_builders()).") from None
   features = builder.info.features
   missing = [k for k in ("image", "label") if k not in features]
@@ -48,8 +49,9 @@ def _tfds_builder(config):
 
 
 def is_tfds_dataset(config) -> bool:
-  """Whether ``config.dataset`` names a TFDS dataset (not digits or tfrecord)."""
-  return config.dataset not in ("digits", "tfrecord")
+  """Whether ``config.dataset`` names a TFDS dataset (not digits, glyphs or
+  tfrecord)."""
+  return config.dataset not in IN_MEMORY_DATASETS + ("tfrecord",)
 
 
 def prepare_tfds_dataset(config) -> bool:
@@ -75,7 +77,7 @@ def prepare_tfds_dataset(config) -> bool:
 def prepare_if_tfds(config) -> bool:
   """``prepare_tfds_dataset`` if ``config.dataset`` names a TFDS dataset (the one
   call launch.train and launch.eval make on every start, before reading it);
-  False for digits and tfrecord. Raises ``DataError`` as prepare_tfds_dataset."""
+  False for digits, glyphs and tfrecord. Raises ``DataError`` as prepare_tfds_dataset."""
   if not is_tfds_dataset(config):
     return False
   logging.info("Checking TFDS dataset %r in data_dir=%s (downloads if missing).",
