@@ -46,7 +46,7 @@ def test_summarize_and_time_steps():
 
 def test_cli_prints_one_json_line():
   result = json_line(run_cli("--preset=tiny", "--mode=generate", "--steps=2",
-                             "--warmup=1", timeout=300))
+                             "--warmup=1", "--noconv_rate", timeout=300))
   assert result["mode"] == "generate" and result["batch_size"] == 4
   assert result["timed_steps"] == 2 and result["flops_per_step"] > 0
   assert 0 < result["ms_per_step_min"] <= result["ms_per_step_median"]
@@ -65,7 +65,8 @@ def test_cli_train_under_two_mirrored_replicas(tmp_path):
   workload.close()
   one_replica = workload.flops
   result = json_line(run_cli("--preset=tiny", "--strategy=mirrored",
-                               "--cpu_replicas=2", "--steps=2", "--warmup=1"))
+                               "--cpu_replicas=2", "--steps=2", "--warmup=1",
+                               "--noconv_rate"))
   assert result["replicas"] == 2 and result["strategy"] == "mirrored"
   assert result["mode"] == "train" and result["batch_size"] == config.batch_size
   assert result["images_per_s"] > 0 and result["timed_steps"] == 2

@@ -128,13 +128,15 @@ def cache(tmp_path_factory):
 
 def test_end_to_end_on_tiny(tmp_path, cache, capsys):
   out = str(tmp_path / "out")
-  args = ["recipe_table.py", f"--out={out}", "--variant=a=tiny",
-          "--variant=b=tiny,g_lr=3e-4", "--seeds=1", "--datasets=digits,glyphs",
-          "--steps=2", "--eval_num_samples=40", f"--cache_dir={cache}"]
+  # One variant (not the preset's g_lr) on both sets: each run traces its own
+  # train step; tables of several variants are test_summary's.
+  args = ["recipe_table.py", f"--out={out}", "--variant=b=tiny,g_lr=3e-4",
+          "--seeds=1", "--datasets=digits,glyphs", "--steps=2",
+          "--eval_num_samples=40", f"--cache_dir={cache}"]
   assert recipe_table.main(args) == 0
   printed = capsys.readouterr().out
   for dataset in ("digits", "glyphs"):
-    for variant in ("a", "b"):
+    for variant in ("b",):
       with open(recipe_table.result_file(out, dataset, variant, 0)) as f:
         r = json.load(f)
       assert r["step"] == 2 and r["dataset"] == dataset and r["resumed_from"] == 0
