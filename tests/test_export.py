@@ -19,9 +19,16 @@ from sagan_tf.models.builder import build_models
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Runs in a fresh interpreter whose sys.path has no repository: it may only use TF.
+# Runs in a fresh interpreter that cannot import the project: it may only use TF.
+# The project is installed (editable) into the venv, so a finder first in
+# sys.meta_path hides its packages, as on a serving host without them.
 _LOADER = r"""
-import json, sys
+import importlib.abc, json, sys
+class _NoProject(importlib.abc.MetaPathFinder):
+  def find_spec(self, name, path=None, target=None):
+    if name.split(".")[0] in ("sagan_tf", "launch", "eval"):
+      raise ImportError(name + " is hidden: the SavedModel must load without it")
+sys.meta_path.insert(0, _NoProject())
 import numpy as np
 try:
   import sagan_tf
