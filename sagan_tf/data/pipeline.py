@@ -128,14 +128,14 @@ def source_files(config, split: Optional[str] = None):
 def runtime_error_line(error: Exception, config=None) -> Optional[str]:
   """One line naming the file and the fix for an error raised by a pipeline of
   ``make_dataset`` while training (a bad record, a corrupted file), or None if
-  the error did not come from the data. See ``data_sources.runtime_error_line``."""
+  the error did not come from the data. See ``data_sources.error_line``."""
   files = ()
   if config is not None and isinstance(error, tf.errors.DataLossError):
     try:
       files = source_files(config)
     except DataError as e:
       return str(e)
-  return data_sources.runtime_error_line(error, files)
+  return data_sources.error_line(error, files)
 
 
 def make_dataset(config, batch_size: int, *, split: Optional[str] = None,

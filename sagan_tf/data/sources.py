@@ -12,7 +12,8 @@ before the expensive decode (``sagan_tf.data.order``).
 Errors: bad inputs found while building the pipeline raise ``DataError`` naming
 the file and the fix (no file, an unreadable or truncated file, a first record of
 the wrong size or label); a bad record found later stops the input pipeline with
-an error that ``runtime_error_line`` turns into the same kind of one line.
+an error that ``error_line`` (through ``pipeline.runtime_error_line``, which
+finds the files) turns into the same kind of one line.
 
 Official format (brain-research/self-attention-gan ``dataset.py`` /
 ``utils_ori.py``): each record is a ``tf.train.Example`` with ``image_raw`` (bytes
@@ -71,8 +72,7 @@ class Source:
   files: Sequence[str] = ()
 
 
-def runtime_error_line(error: Exception, source_files: Sequence[str] = ()
-                       ) -> Optional[str]:
+def error_line(error: Exception, source_files: Sequence[str] = ()) -> Optional[str]:
   """One line for an error raised while iterating a ``sagan_tf.data.pipeline`` pipeline.
 
   A failed record check (wrong image size, label out of range) comes back as its
@@ -239,7 +239,7 @@ def _check_first_record(path: str, size: int, num_classes: int) -> bool:
 
 def runtime_check(ok: tf.Tensor, *parts) -> tf.Operation:
   """An assertion whose error text is RUNTIME_TAG + the joined parts (strings or
-  tensors); ``runtime_error_line`` turns it back into one line."""
+  tensors); ``error_line`` turns it back into one line."""
   text = tf.strings.join([RUNTIME_TAG] + [
       p if isinstance(p, str) else tf.strings.as_string(p) if p.dtype != tf.string
       else p for p in parts])
