@@ -79,12 +79,13 @@ class _FakeTrainer:
     self.clock, self.config, self.on_eval = clock, config, on_eval
     self.step = types.SimpleNamespace(numpy=lambda: 0)
     self.last_eval = None
+    self.generator = "live"  # the EMA (sample model) is passed as "ema"
 
   def run(self, until):
     for step in range(1, until + 1):
       self.clock[0] += 1.0
       if step % self.config.eval_every == 0 or step == until:
-        self.last_eval = self.on_eval(step, None)
+        self.last_eval = self.on_eval(step, "ema")
     return types.SimpleNamespace(step=until, stopped=False)
 
   def close(self):
@@ -115,6 +116,50 @@ def test_train_seconds_leave_out_the_evaluations(tmp_path, monkeypatch):
   assert result["metrics"] == {"FID": 5.0}
   with open(recipe_table.result_file(str(tmp_path), "digits", "v", 0)) as f:
     assert json.load(f)["spec"] == "v=tiny,eval_every=2"
+
+
+def test_an_ema_run_also_measures_its_live_generator(tmp_path, monkeypatch,
+                                                    capsys):
+  """With ema_decay > 0 each evaluation also scores trainer.generator (the live
+  one), and the table gets a '<name>-live' row from the same run; without an
+  EMA there is no second evaluation and no such row."""
+  clock, seen = [0.0], []
+
+  def evaluator(step, generator):
+    seen.append((step, generator))
+    return dict(metrics=dict(FID=float(step) + (0.5 if generator == "live"
+                                                 else 0.0)))
+  monkeypatch.setattr(recipe_table.time, "perf_counter", lambda: clock[0])
+  monkeypatch.setattr(recipe_table.train_eval, "make_train_evaluator",
+                      lambda *a, **k: evaluator)
+  monkeypatch.setattr(recipe_table.train_eval, "load_named_classifier",
+                      lambda name, **k: types.SimpleNamespace(identity=name))
+  monkeypatch.setattr(recipe_table.train_lib, "Trainer",
+                      lambda config, workdir, on_eval: _FakeTrainer(
+                          clock, config, workdir, on_eval))
+  monkeypatch.setattr(recipe_table.state_lib, "set_process_switches",
+                      lambda config: None)
+  out = str(tmp_path)
+  args = ["recipe_table.py", f"--out={out}", "--variant=e=tiny,ema_decay=0.9,eval_every=2",
+          "--variant=p=tiny", "--seeds=1", "--datasets=digits", "--steps=4",
+          "--eval_num_samples=40"]
+  assert recipe_table.main(args) == 0
+  # e: EMA then live at steps 2 and 4; p (no EMA, tiny: the final one only).
+  assert seen == [(2, "ema"), (2, "live"), (4, "ema"), (4, "live"), (4, "ema")]
+  with open(recipe_table.result_file(out, "digits", "e", 0)) as f:
+    r = json.load(f)
+  assert r["metrics"] == {"FID": 4.0}
+  assert r["live"]["metrics"] == {"FID": 4.5}
+  assert [e["FID"] for e in r["live"]["evals"]] == [2.5, 4.5]
+  printed = capsys.readouterr().out
+  rows = [l for l in printed.splitlines() if l.startswith("| digits")]
+  assert [l.split(" | ")[1:3] for l in rows] == [["e", "1"], ["e-live", "1"],
+                                                 ["p", "1"]]
+  assert rows[1].split(" | ")[3] == "4.5"
+  # Read back (resumed): the same rows, nothing run again.
+  del seen[:]
+  assert recipe_table.main(args) == 0
+  assert seen == [] and capsys.readouterr().out.strip() == printed.strip()
 
 
 @pytest.fixture(scope="module")

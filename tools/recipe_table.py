@@ -14,7 +14,10 @@ own digit classifier (``eval.train_eval.default_classifier_name``) evaluating it
 every ``eval_every`` steps and at the end (a config with ``eval_every=0``
 evaluates at the end only). Its ``result.json`` beside the workdir holds the final
 metrics, every evaluation of the run, its train seconds (wall time of the
-training loop without the evaluations) and the spec; a run whose ``result.json``
+training loop without the evaluations) and the spec (for a variant with an EMA
+generator, ``ema_decay`` > 0, the live generator is evaluated beside the EMA at
+every evaluation, and the table has a row ``<name>-live`` for it: the EMA does not
+change training, so one run measures the recipe with and without it); a run whose ``result.json``
 exists is not run again. The last sample grid of each run is copied to
 ``OUT/grids/<dataset>_<variant>_seed<k>.png``.
 
@@ -144,13 +147,23 @@ def run_one(out: str, variant: Variant, dataset: str, seed: int, classifier,
   evaluator = train_eval.make_train_evaluator(
       config, workdir, classifier=classifier, protocol=protocol,
       cache_dir=cache_dir)
-  evals, eval_seconds = [], [0.0]
+  # With an EMA, the live generator is evaluated beside it at every evaluation:
+  # the EMA does not change training, so one run measures the recipe with and
+  # without it (the "<name>-live" rows).
+  live_evaluator = (train_eval.make_train_evaluator(
+      config, workdir, classifier=classifier, protocol=protocol,
+      cache_dir=cache_dir, write=False) if config.ema_decay else None)
+  evals, live_evals, eval_seconds = [], [], [0.0]
+  trainer = None
 
   def on_eval(step, generator):
     start = time.perf_counter()
     result = evaluator(step, generator)
-    eval_seconds[0] += time.perf_counter() - start
     evals.append(dict(step=step, **result["metrics"]))
+    if live_evaluator is not None:
+      live = live_evaluator(step, trainer.generator)
+      live_evals.append(dict(step=step, **live["metrics"]))
+    eval_seconds[0] += time.perf_counter() - start
     return result
 
   trainer = train_lib.Trainer(config, workdir, on_eval=on_eval)
@@ -179,6 +192,9 @@ def run_one(out: str, variant: Variant, dataset: str, seed: int, classifier,
                 metrics=final["metrics"], evals=evals, workdir=workdir,
                 classifier=classifier.identity,
                 time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+  if live_evals and live_evals[-1]["step"] == outcome.step:
+    result["live"] = dict(metrics={k: v for k, v in live_evals[-1].items()
+                                   if k != "step"}, evals=live_evals)
   path = result_file(out, dataset, variant.name, seed)
   tf.io.gfile.makedirs(os.path.dirname(path))
   with tf.io.gfile.GFile(path + ".tmp", "w") as f:
@@ -201,6 +217,20 @@ def load_result(out, dataset, variant: Variant, seed, steps=None):
                      f"not {variant.spec()!r} to step {want}: use another --out "
                      f"or variant name.")
   return result
+
+
+LIVE_SUFFIX = "-live"
+
+
+def with_live(result: dict) -> List[dict]:
+  """The result, and for a run with an EMA generator also its live generator's
+  result as variant ``<name>-live`` (same run, same train seconds)."""
+  if "live" not in result:
+    return [result]
+  live = dict(result, variant=result["variant"] + LIVE_SUFFIX,
+              metrics=result["live"]["metrics"], evals=result["live"]["evals"])
+  live.pop("live")
+  return [result, live]
 
 
 def value(result: dict, key: str):
@@ -320,7 +350,10 @@ def main(argv=None) -> int:
           logging.info("Running %s on %s, seed %d", variant.spec(), dataset, seed)
           result = run_one(out, variant, dataset, seed, classifier, protocol,
                            FLAGS.steps, FLAGS.cache_dir)
-        results.append(result)
+        results.extend(with_live(result))
+  names = [n for name in names
+           for n in (name, name + LIVE_SUFFIX)
+           if n == name or any(r["variant"] == n for r in results)]
   table = summarise(results)
   text = markdown(table, datasets, names, seeds)
   with tf.io.gfile.GFile(os.path.join(out, "recipe_table.md"), "w") as f:
