@@ -16,7 +16,7 @@ backward), achieved_gflops_per_s, collectives_per_step (cross-replica reductions
 in the step graph, ``sagan_tf.perf.benchmark.count_collectives``; 0 on one replica),
 peak_host_memory_mb, minor_page_faults_per_step (median over the timed steps),
 host_allocator (the one TensorFlow uses, observed: bfc unless TF_CPU_ALLOCATOR_USE_BFC
-says otherwise: ``launch``), host_cpu (the CPU model and its vector ISA,
+says otherwise: ``launch``; then onednn or default, ``host_allocator``), host_cpu (the CPU model and its vector ISA,
 ``sagan_tf.perf.host_cpu``: figures differ per host), and the settings;
 jit_compile (as asked: true, false or auto), xla (what ran) and xla_reason
 (``sagan_tf.training.jit_choice``); conv_gflops_per_s, the best rate TensorFlow reaches on
@@ -143,20 +143,34 @@ def main(argv):
 
 
 def host_allocator():
-  """"bfc" or "default": the host allocator TensorFlow uses in this process, as
-  observed (``launch`` asks for BFC with ``TF_CPU_ALLOCATOR_USE_BFC`` unless the
-  environment says otherwise; TensorFlow reads it once, when it starts).
+  """The host allocator TensorFlow uses in this process, as observed: "bfc",
+  "onednn" or "default" (``launch`` asks for BFC with ``TF_CPU_ALLOCATOR_USE_BFC``
+  unless the environment says otherwise; TensorFlow reads it once, when it starts).
 
-  The BFC allocator keeps allocation statistics, so ``get_memory_info('CPU:0')``
-  answers; TensorFlow's default host allocator keeps none and it raises
-  ValueError. Call after the process has run an op (the allocator exists then).
+  * "bfc": TensorFlow's BFC allocator serves every host allocation. It keeps
+    statistics (``get_memory_info('CPU:0')`` answers) and counts a small tensor
+    in them, rounded up to its 256-byte chunks.
+  * "onednn": without BFC, where oneDNN's ops are on, TensorFlow's host
+    allocator is oneDNN's, which sends large allocations to a BFC allocator and
+    small ones to plain malloc: statistics answer, but a small tensor adds
+    nothing to them. (Seen on the AVX-512 AMD EPYC with oneDNN on, its default;
+    without this case the probe read "bfc" there whatever the variable said.)
+  * "default": TensorFlow's plain host allocator, which keeps no statistics
+    (``get_memory_info`` raises ValueError).
+
+  Call after the process has run an op (the allocator exists then).
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  def in_use():
+    return tf.config.experimental.get_memory_info("CPU:0")["current"]
   try:
-    tf.config.experimental.get_memory_info("CPU:0")
+    before = in_use()
   except ValueError:
     return "default"
-  return "bfc"
+  small = [tf.fill([25], float(i)) + 0.0 for i in range(8)]  # 100 bytes each
+  grown = in_use() - before
+  del small
+  return "bfc" if grown >= 8 * 100 else "onednn"
 
 
 def peak_figures(config, strategy, achieved_gflops_per_s):

@@ -30,13 +30,16 @@ print(seen[0], by_import)
 """
 
 # What a launched process runs with: `launch` imported first, then TensorFlow;
-# one op, then the allocator TensorFlow really uses (launch.benchmark's probe).
+# one op, then the allocator TensorFlow really uses (launch.benchmark's probe)
+# and whether oneDNN's ops are on in this process (TF_ENABLE_ONEDNN_OPTS and
+# the CPU decide it; oneDNN brings its own host allocator when BFC is off).
 _IN_EFFECT = """
 import launch
 import tensorflow as tf
+from tensorflow.python.util import _pywrap_util_port
 from launch.benchmark import host_allocator
 tf.reduce_sum(tf.fill([1024, 1024], 1.0)).numpy()
-print(host_allocator())
+print(host_allocator(), _pywrap_util_port.IsMklEnabled())
 """
 
 
@@ -68,5 +71,8 @@ def test_bfc_allocator_is_the_one_in_effect_in_a_launched_process():
   # The page faults it saves per step (the reason for the default) are a
   # benchmark figure (launch.benchmark's minor_page_faults_per_step), not a
   # test: how often the default allocator faults depends on the host's kernel.
-  assert _run(_IN_EFFECT) == "bfc"
-  assert _run(_IN_EFFECT, TF_CPU_ALLOCATOR_USE_BFC="false") == "default"
+  # Run with TF_ENABLE_ONEDNN_OPTS=0 as well as without: without BFC the
+  # allocator is oneDNN's where oneDNN is on, TensorFlow's plain one elsewhere.
+  assert _run(_IN_EFFECT).split()[0] == "bfc"
+  allocator, onednn = _run(_IN_EFFECT, TF_CPU_ALLOCATOR_USE_BFC="false").split()
+  assert allocator == ("onednn" if onednn == "True" else "default")
