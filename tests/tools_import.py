@@ -8,7 +8,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_tool(name):
-  """``tools/<name>.py`` as a module named ``name``."""
+  """``tools/<name>.py`` as a module named ``name``, its folder importable (as
+  when it runs as a script: the tools import their sibling modules)."""
+  tools = os.path.join(REPO, "tools")
+  if tools not in sys.path:
+    sys.path.append(tools)
   spec = importlib.util.spec_from_file_location(
       name, os.path.join(REPO, "tools", f"{name}.py"))
   module = importlib.util.module_from_spec(spec)

@@ -60,21 +60,32 @@ Writes into ``--output``:
   RefVariable read timing is the op's; a sparse one made dense with repeated
   slices summed, as TF1's Adam summed them). tools/train_parity.py (the per-op
   check of tests/test_train_parity.py) needs every element (``--max_elements=0``).
+  ``tie_<d|g><i>__<k>__index`` / ``__side``: the official side of every near-tie
+  of the op's ReLUs and max-pools (fetched in the same ``session.run`` as the
+  gradients; ``tools/tie_records.py``), which tools/train_parity.py replays.
 * ``config.json``: sizes, seeds, hyper-parameters, the variables each op changed,
-  source hashes and runtime.
+  the decisions each op runs (``decisions``), source hashes and runtime.
+
+The session runs with Grappler's remapper off: with oneDNN on it fuses a
+convolution with the add and ReLU behind it and then cannot fetch the add's
+output. TF 1.5, which the official code was written for, had no remapper.
 
 The official source: ``../shared/official_src`` beside the repository (what the
 tests use), or any checkout of brain-research/self-attention-gan (never commit it).
 
-The fixtures under tests/data were written on an AVX2 AMD EPYC (2026-12-03)
-with::
+The fixtures under tests/data were written on the AVX-512 AMD EPYC (2026-12-04)
+with ``TF_ENABLE_ONEDNN_OPTS=0`` (TensorFlow's own kernels, not oneDNN's: the
+official graph run with oneDNN and the remapper off read one G op's gradients
+up to 1.7e-3 (relative) apart from the same graph on TensorFlow's kernels and
+from the AVX2 host's fixture of 2026-12-03, which agreed with each other to 1e-6;
+not explained yet) and::
 
-    python tools/make_official_train_reference.py \
+    TF_ENABLE_ONEDNN_OPTS=0 python tools/make_official_train_reference.py \
         --official_src=../shared/official_src \
         --output=tests/data/official_train_kl --gf_dim=2 --df_dim=4 \
         --num_classes=3 --z_dim=8 --batch_size=2 --loss_type=kl_loss \
         --tf_seed=41 --assign_seed=42 --input_seed=44
-    python tools/make_official_train_reference.py \
+    TF_ENABLE_ONEDNN_OPTS=0 python tools/make_official_train_reference.py \
         --official_src=../shared/official_src \
         --output=tests/data/official_train_g64 --gf_dim=4 --df_dim=4 \
         --num_classes=4 --z_dim=8 --batch_size=2 --iterations=2 \
@@ -99,6 +110,7 @@ import numpy as np
 
 from official_shim import IMAGE_SIZE, absl_flags_shim, git_commit  # noqa: E402
 from official_shim import import_official, sha256, value_for  # noqa: E402
+import tie_records  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("official_src", None, "Checkout of self-attention-gan.")
@@ -226,13 +238,16 @@ def build(mods, stub, tf, cfg):
     v1.train.AdamOptimizer.apply_gradients = original
   assert len(recorded) == 2, "model.py builds the D op's Adam, then the G op's"
   with graph.as_default(), contextlib.redirect_stdout(io.StringIO()):
+    images = stub.placeholders[0][0]
+    decisions = {tag: tie_records.decision_ops(graph, op, images)
+                 for tag, op in (("d", gan.d_optim), ("g", gan.g_optim))}
     multinomial = [op for op in graph.get_operations() if op.type == "Multinomial"]
     assert len(multinomial) == 1, multinomial
     variables = v1.global_variables()
     model_vars = [v for v in variables if not _NOT_MODEL.search(v.op.name)]
     h = types.SimpleNamespace(
         zs=zs, fake_class=multinomial[0].outputs[0],
-        images=stub.placeholders[0][0], labels=stub.placeholders[0][1],
+        images=images, labels=stub.placeholders[0][1], decisions=decisions,
         d_op=gan.d_optim, g_op=gan.g_optim,
         grads=dict(d=recorded[0], g=recorded[1]),
         d_losses=dict(d_loss=gan.d_losses[0], d_loss_real=gan.d_loss_reals[0],
@@ -286,13 +301,19 @@ def run_iterations(sess, h, inputs, cfg):
       feed[h.zs] = inputs[f"z_{tag}"][i][None]
       feed[h.fake_class] = inputs[f"y_gen_{tag}"][i][:, None].astype(np.int64)
       pairs = h.grads[tag]
+      inputs_of = [op.inputs[0] for op, _ in h.decisions[tag]]
       if tag == "d":
-        _, out, grads = sess.run([h.d_op, h.d_losses, [g for g, _ in pairs]],
-                                 feed)
+        _, out, grads, seen = sess.run(
+            [h.d_op, h.d_losses, [g for g, _ in pairs], inputs_of], feed)
       else:
-        _, loss, grads = sess.run([h.g_op, h.g_loss, [g for g, _ in pairs]],
-                                  feed)
+        _, loss, grads, seen = sess.run(
+            [h.g_op, h.g_loss, [g for g, _ in pairs], inputs_of], feed)
         out = {"g_loss": loss}
+      for k, ((op, _), x) in enumerate(zip(h.decisions[tag], seen)):
+        ties = (tie_records.relu_ties if op.type == "Relu"
+                else tie_records.maxpool_ties)(x)
+        for field, value in zip(("index", "side"), ties):
+          snapshots[tie_records.key(tag, i, k, field)] = value
       for k, val in out.items():
         losses[k].append(val)
       for (_, var), value in zip(pairs, grads):
@@ -321,7 +342,13 @@ def make_reference(mods, stub, tf, cfg, out_dir):
   inputs = make_inputs(cfg)
   prefix = os.path.join(out_dir, "ckpt", "model.ckpt")
   os.makedirs(os.path.dirname(prefix), exist_ok=True)
-  with v1.Session(graph=graph) as sess:
+  # Grappler's remapper off: with oneDNN on, it fuses a convolution with the add
+  # and ReLU behind it and then cannot fetch the add's output ("not found in the
+  # Graph"), which the decision records need. TF 1.5 had no remapper.
+  rewrite = v1.ConfigProto()
+  rewrite.graph_options.rewrite_options.remapping = (
+      rewrite.graph_options.rewrite_options.OFF)
+  with v1.Session(graph=graph, config=rewrite) as sess:
     sess.run(h.init)
     rs = np.random.RandomState(cfg["assign_seed"])
     for var in h.model_vars:
@@ -345,7 +372,9 @@ def make_reference(mods, stub, tf, cfg, out_dir):
   ref = dict(inputs)
   ref.update(losses)
   ref.update(snapshots)
-  return ref, changed, len(h.model_vars)
+  decisions = {tag: tie_records.decision_records(d)
+               for tag, d in h.decisions.items()}
+  return ref, changed, len(h.model_vars), decisions
 
 
 def main(argv):
@@ -371,12 +400,14 @@ def main(argv):
   stubs = dict(absl_flags_shim(flags.FlagValues()), utils_ori=stub)
   mods = import_official(src, tf, MODULES, stubs)
   os.makedirs(FLAGS.output, exist_ok=True)
-  ref, changed, num_vars = make_reference(mods, stub, tf, cfg, FLAGS.output)
+  ref, changed, num_vars, decisions = make_reference(mods, stub, tf, cfg,
+                                                     FLAGS.output)
   np.savez_compressed(os.path.join(FLAGS.output, "reference.npz"), **ref)
   cfg.update(
       order="per iteration: D op (model.py d_optim), then G op (g_optim); each "
             "one session.run with its own fed z and fake labels",
       changed_by_d_op=changed["d"], changed_by_g_op=changed["g"],
+      decisions=decisions,
       source=dict(repo="brain-research/self-attention-gan",
                   commit=git_commit(src, FLAGS.official_commit),
                   sha256={m + ".py": sha256(os.path.join(src, m + ".py"))

@@ -21,6 +21,17 @@ recorded inputs, and compares:
 (b) the state after the op, element by element within ``ATOL``, except the
     elements whose official Adam step is decided by rounding (``undecidable``).
 
+The op runs with the official op's near-ties replayed
+(``tools/tie_records.replaying``): where a ReLU input or a max-pool window is within
+rounding of its decision boundary on both sides, sagan_tf takes the official
+side. One ReLU input flipped by rounding moves every gradient behind it by one
+term of its layer's sum, ~1 / sqrt(terms), far beyond ``RHO`` (6.9e-3 of the
+layer scale on the AVX-512 host with ``TF_ENABLE_ONEDNN_OPTS=0`` before this);
+the replay is what makes the verdict independent of the host's rounding. sagan_tf's
+step must run the same ReLUs and max-pools as the official op, pass by pass
+(G, the two D passes in the step's order, the hinge loss's): a different
+sequence raises.
+
 The bound of (a), ``RHO`` relative to the layer scale: a gradient element is a
 float32 sum of products accumulated through the network; with unit roundoff
 ``u = 2**-24`` the rounding error of a sum of ``n`` terms of one sign-mixed
@@ -56,6 +67,7 @@ from sagan_tf.interop import convert
 from sagan_tf.run import state as state_lib
 from sagan_tf.training import step as step_lib
 from sagan_tf.config import Config
+import tie_records  # noqa: E402
 
 ATOL = 1e-5
 RHO = 30 * np.sqrt(2 * 128 * 128) * 2.0 ** -24
@@ -91,6 +103,10 @@ class Fixture:
     if not any(k.startswith("grad_") for k in self.ref.files):
       raise ValueError(f"{path} has no official gradients (grad_* arrays): write "
                        f"it with today's tools/make_official_train_reference.py.")
+    if "decisions" not in self.cfg:
+      raise ValueError(f"{path} has no decision records (config.json "
+                       f"'decisions', tie_* arrays): write it with today's "
+                       f"tools/make_official_train_reference.py.")
     if float(self.cfg["beta1"]) != 0.0:
       raise ValueError("the per-op check reconstructs Adam's slots for beta1 = 0 "
                        f"only (the official default); {path} has beta1 "
@@ -137,6 +153,19 @@ class Fixture:
         v[n] = np.zeros_like(g) if v[n] is None else v[n]
         v[n] = (v[n] + (g * g - v[n]) * (np.float32(1) - b2)).astype(np.float32)
     return m, v, i
+
+  def ties(self, op, pass_order):
+    """[(type, shape, index, side)]: ``op``'s official near-ties
+    (tools/tie_records.py), one entry per ReLU / max-pool, in ``pass_order``
+    (the order sagan_tf's step runs its passes) and within a pass in the
+    official creation order."""
+    tag, i = op
+    records = list(enumerate(self.cfg["decisions"][tag]))
+    records.sort(key=lambda kr: (pass_order.index(kr[1]["pass"]), kr[1]["index"]))
+    return [(r["type"], tuple(r["shape"]),
+             self.ref[tie_records.key(tag, i, k, "index")].astype(np.int32),
+             self.ref[tie_records.key(tag, i, k, "side")].astype(np.int32))
+            for k, r in records]
 
   def official_gradients(self, op, names):
     grads = {n: self.get("grad", *op, n) for n in names}
@@ -213,9 +242,10 @@ class OpRunner:
         self.opts["d"], state_lib.make_step_variable(), noise_fn=noise_fn,
         **step_kwargs)
     self.x = real_images(ref["x_real_u8"])
-    self._d = tf.function(lambda im, y, i: self.train.d_step(im, y, i, 0),
-                          autograph=False)
-    self._g = tf.function(self.train.g_step, autograph=False)
+    # The passes in the order the step runs them (TrainStep.d_step).
+    d_passes = (("d_fake", "d_real") if self.train.tf1_reads
+                else ("d_real", "d_fake"))
+    self.pass_order = ("g",) + d_passes + ("loss_real", "loss_fake")
 
   def run(self, op):
     """Runs ``op`` from the official state before it.
@@ -236,12 +266,17 @@ class OpRunner:
     m, v, count = fx.adam_before(rec_names, op)
     rec.set_slots([m[n] for n in rec_names], [v[n] for n in rec_names], count)
     step = tf.constant(i, tf.int64)
-    if tag == "d":
-      out = self._d(tf.constant(self.x[i]), tf.constant(fx.ref["y_real"][i]),
-                    step)
-      losses = {k: float(out[k]) for k in OP_LOSSES["d"]}
-    else:
-      losses = {"g_loss": float(self._g(step))}
+    # Traced anew for each op, with that op's official near-ties replayed.
+    with tie_records.replaying(fx.ties(op, self.pass_order)):
+      if tag == "d":
+        out = tf.function(lambda im, y, t: self.train.d_step(im, y, t, 0),
+                          autograph=False)(
+                              tf.constant(self.x[i]),
+                              tf.constant(fx.ref["y_real"][i]), step)
+        losses = {k: float(out[k]) for k in OP_LOSSES["d"]}
+      else:
+        losses = {"g_loss": float(tf.function(self.train.g_step,
+                                              autograph=False)(step))}
     return dict(
         grads={n: s.numpy() for n, s in zip(rec_names, rec.grads)},
         after={n: self.var_of[n].numpy() for n in self.names},
