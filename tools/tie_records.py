@@ -74,15 +74,14 @@ def maxpool_ties(x):
   return idx, np.argmax(win[idx], axis=1).astype(np.int8)
 
 
-def _ancestors(op):
-  """Every op ``op`` depends on (inputs and control inputs), itself included."""
+def _reachable(op, neighbours):
+  """``op`` and every op reached from it through ``neighbours(op)``."""
   seen, stack = set(), [op]
   while stack:
     o = stack.pop()
     if o not in seen:
       seen.add(o)
-      stack.extend(t.op for t in o.inputs)
-      stack.extend(o.control_inputs)
+      stack.extend(neighbours(o))
   return seen
 
 
@@ -91,14 +90,17 @@ def decision_ops(graph, train_op, images):
   order; pass is g, d_real, d_fake (model.py's two discriminator calls, told apart
   by whether they read the real images), loss_real or loss_fake (the hinge
   loss's ReLUs, on the logits)."""
-  runs = _ancestors(train_op)
+  runs = _reachable(train_op, lambda o: [t.op for t in o.inputs]
+                    + list(o.control_inputs))
+  reads_images = _reachable(images.op, lambda o: [c for t in o.outputs
+                                                  for c in t.consumers()])
   out = []
   for op in graph.get_operations():
     if op.type not in ("Relu", "MaxPool") or op not in runs:
       continue
     if op.name.startswith("gradients"):
       continue
-    real = images.op in _ancestors(op)
+    real = op in reads_images
     if op.inputs[0].shape.rank < 4:
       kind = "loss_real" if real else "loss_fake"
     elif op.name.split("/")[0] == "model":  # the generator's scope
@@ -123,8 +125,9 @@ def decision_records(decisions):
 _RELU, _MAX_POOL = tf.nn.relu, tf.nn.max_pool2d
 
 
-def _near(values, scale, gap=None):
-  return (tf.abs(values) if gap is None else gap) < MARGIN * scale
+def _near(distance, scale):
+  """Whether a distance to a decision boundary is within MARGIN of ``scale``."""
+  return distance < MARGIN * scale
 
 
 def _replayed_relu(x, index, side):
@@ -132,7 +135,7 @@ def _replayed_relu(x, index, side):
   input is a near-tie too (our own side elsewhere)."""
   flat = tf.reshape(x, [-1])
   at = tf.gather(flat, index)
-  on = tf.where(_near(at, tf.reduce_max(tf.abs(flat))), side > 0, at > 0)
+  on = tf.where(_near(tf.abs(at), tf.reduce_max(tf.abs(flat))), side > 0, at > 0)
   mask = tf.tensor_scatter_nd_update(tf.cast(flat > 0, x.dtype), index[:, None],
                                      tf.cast(on, x.dtype))
   return x * tf.stop_gradient(tf.reshape(mask, tf.shape(x)))
@@ -147,7 +150,7 @@ def _replayed_max_pool(x, index, side):
                                 [0, 1, 3, 5, 2, 4]), [-1, 4])
   at = tf.gather(win, index)
   top2 = tf.math.top_k(at, 2).values
-  near = _near(None, tf.reduce_max(tf.abs(x)), gap=top2[:, 0] - top2[:, 1])
+  near = _near(top2[:, 0] - top2[:, 1], tf.reduce_max(tf.abs(x)))
   pos = tf.where(near, side, tf.argmax(at, axis=1, output_type=tf.int32))
   flat = tf.tensor_scatter_nd_update(tf.reshape(y, [-1]), index[:, None],
                                      tf.gather(at, pos, batch_dims=1))
