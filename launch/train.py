@@ -178,6 +178,9 @@ def main(argv):
   start = int(trainer.step.numpy())
   if trainer.restored:
     logging.info("Resumed from %s (step %d).", trainer.restored, start)
+    for field, had, want in trainer.changed_learning_rates:
+      logging.info("%s is %g from here on (config.json); the checkpoint's run "
+                   "trained at %g.", field, want, had)
   else:
     logging.info("New run in %s.", workdir)
   logging.info("Training to step %d: checkpoints in %s, TensorBoard logs in %s, "

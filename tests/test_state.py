@@ -59,3 +59,22 @@ def test_models_only_items_restore_into_models(tmp_path):
     g2, _, step = state_lib.restore_models(path, TINY, use_ema, has_ema=True)
     assert step == 3
     np.testing.assert_array_equal(g2.g_snh0.bias.numpy(), 0.5)
+
+
+def test_set_learning_rates_overrides_the_restored_rates(tmp_path):
+  # A checkpoint holds the Adams' rates as variables, so a restore brings back
+  # the old rate; set_learning_rates makes the config's rule and reports it.
+  old = state_lib.RunState.create(TINY.replace(g_lr=1e-4, d_lr=4e-4))
+  path = old.checkpoint.write(str(tmp_path / "ckpt"))
+  new_config = TINY.replace(g_lr=3e-4, d_lr=4e-4)
+  new = state_lib.RunState.create(new_config)
+  new.checkpoint.read(path).assert_existing_objects_matched()
+  f32 = lambda x: float(np.float32(x))
+  assert float(new.g_optimizer.learning_rate.numpy()) == f32(1e-4)  # restored
+  changed = state_lib.set_learning_rates(new_config, new.g_optimizer,
+                                         new.d_optimizer)
+  assert changed == [("g_lr", f32(1e-4), 3e-4)]  # d_lr unchanged: not listed
+  assert float(new.g_optimizer.learning_rate.numpy()) == f32(3e-4)
+  assert float(new.d_optimizer.learning_rate.numpy()) == f32(4e-4)
+  assert state_lib.set_learning_rates(new_config, new.g_optimizer,
+                                      new.d_optimizer) == []

@@ -172,6 +172,25 @@ def test_resume_is_bit_identical_and_sigterm_saves(straight, tmp_path):
   assert not differ, differ[:5]
 
 
+def test_resume_trains_at_the_config_learning_rate(straight, tmp_path):
+  # Resuming with another g_lr (launch.train --set=g_lr=...): the checkpoint's
+  # Adam holds the old rate as a variable; the run goes on at the config's.
+  workdir = str(tmp_path / "new_lr")
+  shutil.copytree(straight["workdir"], workdir)
+  new_lr = TINY.g_lr * 3
+  trainer = train_lib.Trainer(TINY.replace(g_lr=new_lr), workdir)
+  assert int(trainer.step.numpy()) == 4
+  assert trainer.changed_learning_rates == [
+      ("g_lr", float(np.float32(TINY.g_lr)), new_lr)]
+  trainer.run(5)
+  trainer.close()
+  reader = tf.train.load_checkpoint(ckpt_lib.latest_checkpoint(workdir))
+  rates = {k.split("/")[0]: float(reader.get_tensor(k))
+           for k in reader.get_variable_to_shape_map() if "_learning_rate" in k}
+  assert rates == {"g_optimizer": float(np.float32(new_lr)),
+                   "d_optimizer": float(np.float32(TINY.d_lr))}, rates
+
+
 def test_mirrored_one_step_with_ema(tmp_path):
   strategy = strategy_lib.make_strategy("mirrored", cpu_replicas=2)
   config = TINY.replace(ema_decay=0.5)

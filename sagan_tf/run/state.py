@@ -78,6 +78,27 @@ def make_optimizers(config: Config, generator, discriminator):
   return tuple(opts)
 
 
+def set_learning_rates(config: Config, g_optimizer, d_optimizer
+                       ) -> List[Tuple[str, float, float]]:
+  """Sets both Adams' learning rates to ``config.g_lr`` and ``config.d_lr``.
+
+  A checkpoint holds each Keras Adam's learning rate as a variable, so restoring
+  one brings back the rate the run was started with, while a resume with
+  ``--set=g_lr=...`` has already written the new rate into ``config.json``: the
+  run would train at a rate its config does not name. The config is the truth;
+  call this after a restore. Returns ``(field, restored, config)`` for each rate
+  that changed (compared in float32, the variable's dtype).
+  """
+  changed = []
+  for field, opt in (("g_lr", g_optimizer), ("d_lr", d_optimizer)):
+    want = float(getattr(config, field))
+    had = float(opt.learning_rate.numpy())
+    if float(tf.constant(want, tf.float32).numpy()) != had:
+      changed.append((field, had, want))
+    opt.learning_rate = want
+  return changed
+
+
 def optional_ema(config: Config, generator) -> Optional[object]:
   """An ``EMA`` of the generator if ``config.ema_decay > 0`` (inside the scope)."""
   if config.ema_decay <= 0:

@@ -33,6 +33,8 @@ pipeline yields the batches the uninterrupted run would have seen, under every
 strategy (a checkpointed iterator does not work on TPU). The noise is a function of
 the step (``sagan_tf.training.step``). With op determinism (``set_process_switches``)
 a run stopped at step k and resumed to n ends bit-identical to one run to n.
+The learning rates are the config's, not the checkpoint's
+(``state.set_learning_rates``), so ``--set=g_lr=...`` on a resume takes effect.
 
 Multi-worker (``MultiWorkerMirroredStrategy``): WORKDIR must be one shared directory.
 Only the chief writes config.json, summaries and PNGs; every worker must take part
@@ -155,6 +157,9 @@ class Trainer:
     self.restored, self.absent_on_restore, self.skipped_checkpoints = (
         state.restore_newest(workdir, self.nonfinite_variables,
                              set_aside=self.chief))
+    # [(field, checkpoint's rate, config's rate)]: the config's rates rule.
+    self.changed_learning_rates = (state_lib.set_learning_rates(
+        config, self.g_optimizer, self.d_optimizer) if self.restored else [])
     ckpt_dir = workdir_lib.checkpoint_dir(workdir)
     if not self.chief:  # every worker saves; only the chief's copy is kept
       ckpt_dir = workdir_lib.worker_checkpoint_dir(
