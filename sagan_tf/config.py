@@ -132,6 +132,11 @@ class Config:
   lecam_weight: float = 0.0
   lecam_decay: float = 0.99
   lecam_start: int = 1000
+  # Transitional conditioning (Shahbazi et al. 2022; sagan_tf.training.cond_transition):
+  # the class condition's weight rises from 0 at step cond_transition_start to 1 at
+  # cond_transition_end; both 0 is off.
+  cond_transition_start: int = 0
+  cond_transition_end: int = 0
   # Data.
   dataset: str = "imagenet2012"  # "digits", "glyphs", "tfrecord" or a tfds name
   data_dir: Optional[str] = None  # tfds data_dir
@@ -179,6 +184,14 @@ class Config:
     need(self.lecam_weight >= 0.0, "lecam_weight", "must be >= 0; 0 is off")
     need(0.0 <= self.lecam_decay < 1.0, "lecam_decay", "must be in [0, 1)")
     need(self.lecam_start >= 0, "lecam_start", "must be >= 0")
+    start, end = self.cond_transition_start, self.cond_transition_end
+    need(start >= 0, "cond_transition_start", "must be >= 0")
+    need(end >= 0, "cond_transition_end", "must be >= 0; 0 is off")
+    need(end == 0 or end > start, "cond_transition_end",
+         f"must be greater than cond_transition_start ({end} <= {start}), or 0 (off)")
+    need(end > 0 or start == 0, "cond_transition_start",
+         f"is {start} with cond_transition_end 0: set the end > start, or both to 0 "
+         f"(off)")
     need(self.bn_group_size >= 0, "bn_group_size",
          "must be >= 0 (0 = normalise over the whole global batch)")
     need(self.bn_group_size == 0 or self.batch_size % self.bn_group_size == 0,

@@ -106,10 +106,17 @@ class ConditionalBatchNorm(keras.layers.Layer):
                        f"{labels.shape}.")
     return gamma[:, None, None, :], beta[:, None, None, :]
 
-  def call(self, x, labels, training=False):
+  def call(self, x, labels, training=False, cond_scale=None):
+    """``cond_scale``: None (the class's gamma and beta), or a float scalar
+    ``s`` in [0, 1] giving ``1 + s (gamma - 1)`` and ``s beta``: the transitional
+    conditioning's weight (``sagan_tf.training.cond_transition``)."""
     dtype = x.dtype
     x32 = tf.cast(x, tf.float32)
     gamma, beta = self.class_parameters(labels)
+    if cond_scale is not None:
+      s = tf.cast(cond_scale, tf.float32)
+      gamma = 1.0 + s * (gamma - 1.0)
+      beta = s * beta
     d = self.decay
     if training and self.group_size:
       (mean, var), (g_mean, g_var, _) = grouped_moments(x32, self.group_size)

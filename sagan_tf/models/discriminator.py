@@ -89,10 +89,13 @@ class Discriminator(AttentionPlacement, keras.Model):
     variant: "official" or "tfgan_estimator" numerics.
 
   Call: ``discriminator(images, labels, training=False, update_u=None,
-  return_attention=False, late_u_grad=False)``: images `[N, S, S, 3]` in
-  [-1, 1], labels `[N]` int -> logits `[N]` float32. ``late_u_grad``: every SN
-  layer's W-gradient through ``u W^T`` is taken at the post-iteration ``u'`` (TF
-  1.x RefVariable reads; see ``sagan_tf.layers.spectral_norm``).
+  return_attention=False, late_u_grad=False, cond_scale=None)``: images
+  `[N, S, S, 3]` in [-1, 1], labels `[N]` int -> logits `[N]` float32.
+  ``late_u_grad``: every SN layer's W-gradient through ``u W^T`` is taken at the
+  post-iteration ``u'`` (TF 1.x RefVariable reads; see
+  ``sagan_tf.layers.spectral_norm``). ``cond_scale``: None (the official logit), or
+  the transitional conditioning's weight in [0, 1] multiplying the projection term
+  (``sagan_tf.training.cond_transition``).
   """
 
   def __init__(self, image_size=128, df_dim=64, num_classes=1000, attention=None,
@@ -129,7 +132,7 @@ class Discriminator(AttentionPlacement, keras.Model):
                                     dtype="float32", **sn)
 
   def call(self, images, labels, training=False, update_u=None,
-           return_attention=False, late_u_grad=False):
+           return_attention=False, late_u_grad=False, cond_scale=None):
     if update_u is None:
       update_u = bool(training)
     sn = dict(update_u=update_u, late_u_grad=late_u_grad)
@@ -141,7 +144,10 @@ class Discriminator(AttentionPlacement, keras.Model):
     h = tf.cast(tf.reduce_sum(tf.nn.relu(x), [1, 2]), tf.float32)
     out = self.d_sn_linear(h, **sn)[:, 0]
     emb = self.d_embedding(labels, **sn)
-    out = out + tf.reduce_sum(h * tf.cast(emb, h.dtype), axis=1)
+    projection = tf.reduce_sum(h * tf.cast(emb, h.dtype), axis=1)
+    if cond_scale is not None:  # transitional conditioning (training only)
+      projection = tf.cast(cond_scale, projection.dtype) * projection
+    out = out + projection
     if return_attention:
       return out, maps
     return out

@@ -56,11 +56,12 @@ class GeneratorBlock(keras.layers.Layer):
     self.snconv2 = SNConv2D(filters, 3, name="snconv2", **sn)
     self.snconv3 = SNConv2D(filters, 1, name="snconv3", **sn)
 
-  def call(self, x, labels, training=False, update_u=True, late_u_grad=False):
+  def call(self, x, labels, training=False, update_u=True, late_u_grad=False,
+           cond_scale=None):
     sn = dict(update_u=update_u, late_u_grad=late_u_grad)
-    h = tf.nn.relu(self.cbn_0(x, labels, training=training))
+    h = tf.nn.relu(self.cbn_0(x, labels, training=training, cond_scale=cond_scale))
     h = self.snconv1(upsample2x(h), **sn)
-    h = tf.nn.relu(self.cbn_1(h, labels, training=training))
+    h = tf.nn.relu(self.cbn_1(h, labels, training=training, cond_scale=cond_scale))
     h = self.snconv2(h, **sn)
     return self.snconv3(upsample2x(x), **sn) + h
 
@@ -80,9 +81,12 @@ class Generator(AttentionPlacement, keras.Model):
       towers' 64; 0 = the whole global batch). See ``sagan_tf.layers.normalization``.
 
   Call: ``generator(z, labels, training=False, update_u=None,
-  return_attention=False, late_u_grad=False)`` with z `[N, z_dim]` float and
-  labels `[N]` int -> images `[N, S, S, 3]` in [-1, 1] (and, with
-  ``return_attention``, a dict resolution -> attention map `[N, r*r, r*r/4]`).
+  return_attention=False, late_u_grad=False, cond_scale=None)`` with z
+  `[N, z_dim]` float and labels `[N]` int -> images `[N, S, S, 3]` in [-1, 1] (and,
+  with ``return_attention``, a dict resolution -> attention map `[N, r*r, r*r/4]`).
+  ``cond_scale``: None (the official generator), or the transitional conditioning's
+  weight in [0, 1] for every conditional batch norm
+  (``sagan_tf.training.cond_transition``).
   ``late_u_grad``: every SN layer's W-gradient through ``u W^T`` is taken at the
   post-iteration ``u'`` (TF 1.x RefVariable reads; see ``sagan_tf.layers.spectral_norm``).
   """
@@ -121,7 +125,7 @@ class Generator(AttentionPlacement, keras.Model):
     self.g_snconv_last = SNConv2D(3, 3, name="g_snconv_last", **sn)
 
   def call(self, z, labels, training=False, update_u=None,
-           return_attention=False, late_u_grad=False):
+           return_attention=False, late_u_grad=False, cond_scale=None):
     if update_u is None:
       update_u = bool(training) or self.variant.g_update_u_at_inference
     sn = dict(update_u=update_u, late_u_grad=late_u_grad)
@@ -129,7 +133,8 @@ class Generator(AttentionPlacement, keras.Model):
     x = tf.reshape(x, [-1, 4, 4, self._in_channels])
     maps = {}
     for name_i in self.block_names:
-      x = getattr(self, name_i)(x, labels, training=training, **sn)
+      x = getattr(self, name_i)(x, labels, training=training,
+                                cond_scale=cond_scale, **sn)
       x = self._attend(name_i, x, sn, maps)
     x = tf.nn.relu(self.g_bn(x, training=training))
     x = self.g_snconv_last(x, **sn)

@@ -17,7 +17,9 @@ discriminator steps, each on its own real batch, then one generator step::
 (shown for the official variant; the TF-GAN variant's D writes ``u`` on its fake
 pass too and runs the real pass first). With ``config.diffaug`` every image D takes
 (real and fake, both steps) is first augmented (``sagan_tf.training.diffaug``), and
-with ``config.lecam_weight`` the D loss gains LeCam's term (``sagan_tf.models.lecam``).
+with ``config.lecam_weight`` the D loss gains LeCam's term (``sagan_tf.models.lecam``);
+with ``config.cond_transition_end`` every G and D call takes the step's condition
+weight (``sagan_tf.training.cond_transition``).
 z ~ N(0, 1) and fake labels c uniform over the classes. Losses are per example, averaged over the *global* batch
 (``tf.nn.compute_average_loss``); the optimizers sum the replicas' gradients, so
 the update is that of the global batch mean.
@@ -95,6 +97,7 @@ from sagan_tf.training import jit_choice
 from sagan_tf import strategy as strategy_lib
 from sagan_tf.config import Config
 from sagan_tf.config import parse_diffaug
+from sagan_tf.training import cond_transition
 from sagan_tf.training import diffaug
 from sagan_tf.training.losses import get_loss
 
@@ -226,24 +229,33 @@ class TrainStep:
     seed = tf.random.experimental.stateless_fold_in(seed, 2 + stream)
     return diffaug.augment(images, self.diffaug, seed)
 
+  def _cond(self, step):
+    """Keyword arguments of every G and D call: the transitional conditioning's
+    weight of this step, or none (the official calls) when it is off."""
+    c = self.config
+    scale = cond_transition.weight(step, c.cond_transition_start,
+                                   c.cond_transition_end)
+    return {} if scale is None else {"cond_scale": scale}
+
   def d_step(self, images, labels, step, substep):
     """One D update on a real batch; returns the replica's metric contributions."""
     g, d = self.generator, self.discriminator
+    cond = self._cond(step)
     z, fake_labels = self._noise(step, substep)
-    fake = self._augment(g(z, fake_labels, training=True), step, substep, 1)
+    fake = self._augment(g(z, fake_labels, training=True, **cond), step, substep, 1)
     images = self._augment(images, step, substep, 0)
     with tf.GradientTape() as tape:
       if self.tf1_reads:
         # Fake pass first, so that it reads the u the real pass is about to
         # overwrite (the official D op's schedule); both backward passes take u'.
         fake_logits = d(fake, fake_labels, training=True, update_u=False,
-                        late_u_grad=True)
+                        late_u_grad=True, **cond)
         real_logits = d(images, labels, training=True, update_u=True,
-                        late_u_grad=True)
+                        late_u_grad=True, **cond)
       else:
-        real_logits = d(images, labels, training=True, update_u=True)
+        real_logits = d(images, labels, training=True, update_u=True, **cond)
         fake_logits = d(fake, fake_labels, training=True,
-                        update_u=self.update_u_on_fake)
+                        update_u=self.update_u_on_fake, **cond)
       per_example, parts = self.loss.d(real_logits, fake_logits)
       if self.lecam is not None:
         per_example += self.lecam.term(real_logits, fake_logits, step,
@@ -260,14 +272,15 @@ class TrainStep:
   def g_step(self, step):
     """One G update on fresh noise; returns the replica's g_loss contribution."""
     g, d = self.generator, self.discriminator
+    cond = self._cond(step)
     z, fake_labels = self._noise(step, self.config.d_steps)
     with tf.GradientTape() as tape:
       # G writes its u on this forward; under TF 1.x reads its backward took u'.
       # D's u is not written in the G step, so D's layers need nothing.
-      fake = g(z, fake_labels, training=True, late_u_grad=self.tf1_reads)
+      fake = g(z, fake_labels, training=True, late_u_grad=self.tf1_reads, **cond)
       fake = self._augment(fake, step, self.config.d_steps, 1)
       fake_logits = d(fake, fake_labels, training=True,
-                      update_u=self.update_u_on_fake)
+                      update_u=self.update_u_on_fake, **cond)
       g_loss = self._average(self.loss.g(fake_logits))
     grads = _dense(tape.gradient(g_loss, g.trainable_variables))
     self.g_optimizer.apply_gradients(zip(grads, g.trainable_variables))
