@@ -17,6 +17,7 @@ from sagan_tf.layers.normalization import ConditionalBatchNorm
 from sagan_tf.models.discriminator import Discriminator
 from sagan_tf.run import state as state_lib
 from sagan_tf.training import cond_transition
+from sagan_tf.training import loop as train_lib
 from sagan_tf.training import step as step_lib
 
 TINY = config_lib.from_preset("tiny")
@@ -159,3 +160,18 @@ def test_every_g_and_d_call_of_a_step_gets_the_steps_weight(reads):
   step.g_step(t)
   assert [name for name, _ in calls] == ["G", "D", "D", "G", "D"]
   assert all(scale is not None and float(scale) == 0.25 for _, scale in calls)
+
+
+def test_trainer_logs_the_weight_of_the_step_just_trained(tmp_path):
+  config = TINY.replace(cond_transition_start=0, cond_transition_end=4)
+  trainer = train_lib.Trainer(config, str(tmp_path / "on"))
+  try:
+    trainer.step.assign(3)  # steps 0, 1, 2 trained: the last at weight 2 / 4
+    assert trainer.extra_scalars()["cond/weight"] == 0.5
+  finally:
+    trainer.close()
+  trainer = train_lib.Trainer(TINY, str(tmp_path / "off"))
+  try:
+    assert not any(k.startswith("cond/") for k in trainer.extra_scalars())
+  finally:
+    trainer.close()

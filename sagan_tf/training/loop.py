@@ -62,6 +62,7 @@ from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf.run import safe_checkpoints as safe
 from sagan_tf.run import state as state_lib
 from sagan_tf import strategy as strategy_lib
+from sagan_tf.training import cond_transition
 from sagan_tf.training import summaries
 from sagan_tf.training import step as step_lib
 from sagan_tf.run import workdir as workdir_lib
@@ -268,6 +269,11 @@ class Trainer:
         self.generator, self.discriminator).items()}
     out["lr/generator"] = float(self.g_optimizer.learning_rate.numpy())
     out["lr/discriminator"] = float(self.d_optimizer.learning_rate.numpy())
+    c = self.config
+    if cond_transition.is_on(c.cond_transition_start, c.cond_transition_end):
+      # The weight of the step just trained (the counter is already past it).
+      out["cond/weight"] = float(cond_transition.weight(
+          self.step.numpy() - 1, c.cond_transition_start, c.cond_transition_end))
     return out
 
   def write_samples(self) -> Optional[str]:

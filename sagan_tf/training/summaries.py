@@ -10,7 +10,8 @@ Layout in the workdir::
 
 Scalar names: ``losses/{d_loss,d_loss_real,d_loss_fake,g_loss}``,
 ``logits/{real,fake}`` (means), ``attention/<layer>/sigma_ratio`` (every attention
-gate of G and D), ``lr/{generator,discriminator}``, ``speed/{steps_per_sec,
+gate of G and D), ``lr/{generator,discriminator}``, ``cond/weight`` (with a
+transitional conditioning, ``sagan_tf.training.cond_transition``), ``speed/{steps_per_sec,
 images_per_sec}`` (real images through D per second: ``batch_size * d_steps`` per
 step). The official code's TF1 summaries had ``d_loss``, ``d_loss_real``,
 ``d_loss_fake`` and ``g_loss`` and an image grid.
