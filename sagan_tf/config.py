@@ -152,6 +152,9 @@ class Config:
   # cond_transition_end; both 0 is off.
   cond_transition_start: int = 0
   cond_transition_end: int = 0
+  # Mode-seeking regularisation of G (Mao et al. 2019; sagan_tf.training.mode_seeking):
+  # the weight of its term in the G loss; 0 is off.
+  ms_weight: float = 0.0
   # Data.
   dataset: str = "imagenet2012"  # "digits", "glyphs", "tfrecord" or a tfds name
   data_dir: Optional[str] = None  # tfds data_dir
@@ -199,6 +202,10 @@ class Config:
     need(self.lecam_weight >= 0.0, "lecam_weight", "must be >= 0; 0 is off")
     need(0.0 <= self.lecam_decay < 1.0, "lecam_decay", "must be in [0, 1)")
     need(self.lecam_start >= 0, "lecam_start", "must be >= 0")
+    need(self.ms_weight >= 0.0, "ms_weight", "must be >= 0; 0 is off")
+    need(self.ms_weight == 0.0 or self.batch_size % 2 == 0, "ms_weight",
+         f"pairs examples within the batch: batch_size={self.batch_size} must be "
+         f"even")
     start, end = self.cond_transition_start, self.cond_transition_end
     need(start >= 0, "cond_transition_start", "must be >= 0")
     need(end >= 0, "cond_transition_end", "must be >= 0; 0 is off")

@@ -37,9 +37,8 @@ def test_weight_is_off_then_a_linear_ramp_clipped_to_0_and_1():
 
 
 def test_config_off_by_default_and_checked():
-  for name, preset in config_lib.PRESETS.items():
-    if name != "digits32":
-      assert (preset.cond_transition_start, preset.cond_transition_end) == (0, 0)
+  for preset in config_lib.PRESETS.values():
+    assert (preset.cond_transition_start, preset.cond_transition_end) == (0, 0)
   ok = config_lib.override(TINY, {"cond_transition_start": "500",
                                   "cond_transition_end": "1500"})
   assert (ok.cond_transition_start, ok.cond_transition_end) == (500, 1500)

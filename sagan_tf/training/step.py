@@ -19,7 +19,9 @@ pass too and runs the real pass first). With ``config.diffaug`` every image D ta
 (real and fake, both steps) is first augmented (``sagan_tf.training.diffaug``), and
 with ``config.lecam_weight`` the D loss gains LeCam's term (``sagan_tf.models.lecam``);
 with ``config.cond_transition_end`` every G and D call takes the step's condition
-weight (``sagan_tf.training.cond_transition``).
+weight (``sagan_tf.training.cond_transition``); with ``config.ms_weight`` the G
+step pairs its examples by class and its loss gains the mode-seeking term
+(``sagan_tf.training.mode_seeking``).
 z ~ N(0, 1) and fake labels c uniform over the classes. Losses are per example, averaged over the *global* batch
 (``tf.nn.compute_average_loss``); the optimizers sum the replicas' gradients, so
 the update is that of the global batch mean.
@@ -99,6 +101,7 @@ from sagan_tf.config import Config
 from sagan_tf.config import parse_diffaug
 from sagan_tf.training import cond_transition
 from sagan_tf.training import diffaug
+from sagan_tf.training import mode_seeking
 from sagan_tf.training.losses import get_loss
 
 # How the step reads the spectral-norm u: see the module docstring.
@@ -181,6 +184,11 @@ class TrainStep:
     self.global_batch = config.batch_size
     self.replica_batch = strategy_lib.replica_batch_size(strategy,
                                                          config.batch_size)
+    if config.ms_weight and self.replica_batch % 2:
+      raise ValueError(
+          f"ms_weight pairs the examples of each replica's batch: the replica "
+          f"batch is {self.replica_batch} (batch_size={config.batch_size} over "
+          f"{strategy.num_replicas_in_sync} replicas); make it even.")
     self.update_u_on_fake = bool(discriminator.variant.d_update_u_on_fake)
     self.tf1_reads = _tf1_reads(variable_reads, generator, discriminator)
     choice = jit_choice.resolve(config, strategy)  # "auto" -> True/False
@@ -274,14 +282,21 @@ class TrainStep:
     g, d = self.generator, self.discriminator
     cond = self._cond(step)
     z, fake_labels = self._noise(step, self.config.d_steps)
+    ms_weight = self.config.ms_weight
+    if ms_weight:  # pairs (i, i + P) of one class (sagan_tf.training.mode_seeking)
+      fake_labels = mode_seeking.pair_labels(fake_labels)
     with tf.GradientTape() as tape:
       # G writes its u on this forward; under TF 1.x reads its backward took u'.
       # D's u is not written in the G step, so D's layers need nothing.
       fake = g(z, fake_labels, training=True, late_u_grad=self.tf1_reads, **cond)
+      raw_fake = fake
       fake = self._augment(fake, step, self.config.d_steps, 1)
       fake_logits = d(fake, fake_labels, training=True,
                       update_u=self.update_u_on_fake, **cond)
       g_loss = self._average(self.loss.g(fake_logits))
+      if ms_weight:
+        replicas = self.strategy.num_replicas_in_sync
+        g_loss += ms_weight * mode_seeking.term(raw_fake, z) / replicas
     grads = _dense(tape.gradient(g_loss, g.trainable_variables))
     self.g_optimizer.apply_gradients(zip(grads, g.trainable_variables))
     if self.ema is not None:
