@@ -60,7 +60,7 @@ def test_main_writes_a_png_and_fails_in_one_line(tmp_path, capsys):
   out = str(tmp_path / "eval.png")
   assert plot_eval.main([f"--workdir={w}", f"--output={out}"]) == 0
   with Image.open(out) as png:
-    assert png.size == (900, 360)
+    assert png.size == (930, 360)
     pixels = np.asarray(png.convert("RGB")).astype(int)
   # The blue of the curves is on the figure.
   blue = (abs(pixels - [0x1e, 0x5a, 0xc8]).sum(axis=-1) < 30).sum()
@@ -68,3 +68,34 @@ def test_main_writes_a_png_and_fails_in_one_line(tmp_path, capsys):
   assert plot_eval.main([f"--workdir={tmp_path / 'empty'}", f"--output={out}"]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "No eval/metrics_*.json" in err[0]
+
+
+def test_fidelity_and_diversity_panel(tmp_path):
+  w = str(tmp_path)
+  for step, p, r in ((1000, 0.3, 0.6), (500, 0.2, 0.7)):
+    _write(w, step, 50.0, 0.5)
+    path = os.path.join(w, "eval", f"metrics_{step:09d}_standing.json")
+    with open(path) as f:
+      result = json.load(f)
+    result["metrics"].update(precision=p, recall=r, coverage=0.9)
+    with open(path, "w") as f:
+      json.dump(result, f)
+  results = plot_eval.select(plot_eval.load_results(w))
+  manifold = plot_eval.manifold_series(results)
+  assert manifold == {"precision": [(500, 0.2), (1000, 0.3)],
+                      "recall": [(500, 0.7), (1000, 0.6)],
+                      "coverage": [(500, 0.9), (1000, 0.9)]}
+  fig = plot_eval.figure(*plot_eval.series(results), "run", manifold)
+  assert len(fig.axes) == 3
+  right = fig.axes[2]
+  assert [line.get_label() for line in right.lines] == [
+      "precision", "recall", "coverage"]
+  np.testing.assert_allclose(right.lines[1].get_xydata(), [[500, 0.7], [1000, 0.6]])
+  assert right.get_ylim() == (0.0, 1.0)
+  # A metric missing at some step is left out rather than drawn with gaps.
+  del results[0]["metrics"]["recall"]
+  assert set(plot_eval.manifold_series(results)) == {"precision", "coverage"}
+  out = str(tmp_path / "eval.png")
+  assert plot_eval.main([f"--workdir={w}", f"--output={out}"]) == 0
+  with Image.open(out) as png:
+    assert png.size == (1380, 360)

@@ -1,12 +1,16 @@
-r"""Plots FID and class accuracy against step from a workdir's eval results (PNG).
+r"""Plots FID, class accuracy and precision/recall/coverage against step from a
+workdir's eval results (PNG).
 
     python tools/plot_eval.py --workdir=runs/digits32 --output=docs/digits32_eval.png
 
 Reads every WORKDIR/eval/metrics_<step>[_<bn mode>].json (written by launch.eval
 or by training with --set=eval_every=N) of one BN-statistics mode (--bn_stats,
-needed when there are several) and draws, with matplotlib, FID (left) and class
-accuracy (right, when measured) against the step: labelled axes, a grid, every
-evaluation marked and the last value written beside it.
+needed when there are several) and draws, with matplotlib, FID (left), class
+accuracy (middle, when measured) and fidelity against diversity (right, when
+measured: precision, recall and coverage, one line each) against the step:
+labelled axes, a grid, every evaluation marked and the last value written beside
+it. A generator that trades diversity for sharpness shows as precision rising
+while recall falls.
 """
 import argparse
 import json
@@ -68,29 +72,55 @@ def series(results):
   return fid, acc
 
 
-def _panel(ax, points, label, ylim=None):
+# The k-NN metrics of the right panel, with their line colours.
+MANIFOLD = (("precision", "#e07b1a"), ("recall", _BLUE), ("coverage", "#3a9a3a"))
+
+
+def manifold_series(results):
+  """{name: [(step, value)]} of MANIFOLD's metrics, those measured at every step."""
+  out = {}
+  for name, _ in MANIFOLD:
+    points = [(r["step"], r["metrics"][name]) for r in results
+              if r["metrics"].get(name) is not None]
+    if points and len(points) == len(results):
+      out[name] = points
+  return out
+
+
+def _panel(ax, points, label, ylim=None, color=_BLUE, title=None):
   steps = [s for s, _ in points]
   values = [v for _, v in points]
-  ax.plot(steps, values, "-o", color=_BLUE, linewidth=2, markersize=5)
+  ax.plot(steps, values, "-o", color=color, linewidth=2, markersize=5,
+          label=label)
   ax.set_xlabel("step")
-  ax.set_ylabel(label)
-  ax.set_title(label)
+  ax.set_ylabel(title or label)
+  ax.set_title(title or label)
   ax.grid(True, alpha=0.3)
   if ylim is not None:
     ax.set_ylim(*ylim)
   ax.annotate(f"{values[-1]:.3g}", (steps[-1], values[-1]),
-              textcoords="offset points", xytext=(6, 6), color=_BLUE)
+              textcoords="offset points", xytext=(6, 6), color=color)
 
 
-def figure(fid, acc, title):
-  """The matplotlib Figure: FID, and class accuracy when ``acc`` is not empty."""
-  fig = Figure(figsize=(9.0 if acc else 4.8, 3.6), dpi=100)
+def figure(fid, acc, title, manifold=None):
+  """The matplotlib Figure: FID, class accuracy when ``acc`` is not empty, and
+  the ``manifold_series`` lines in one panel when ``manifold`` is not empty."""
+  manifold = manifold or {}
+  panels = 1 + bool(acc) + bool(manifold)
+  fig = Figure(figsize=(0.3 + 4.5 * panels, 3.6), dpi=100)
   FigureCanvasAgg(fig)
-  axes = fig.subplots(1, 2 if acc else 1, squeeze=False)[0]
+  axes = list(fig.subplots(1, panels, squeeze=False)[0])
   top = max(v for _, v in fid)
-  _panel(axes[0], fid, "FID (lower is better)", ylim=(0.0, 1.08 * top))
+  _panel(axes.pop(0), fid, "FID (lower is better)", ylim=(0.0, 1.08 * top))
   if acc:
-    _panel(axes[1], acc, "class accuracy", ylim=(0.0, 1.0))
+    _panel(axes.pop(0), acc, "class accuracy", ylim=(0.0, 1.0))
+  if manifold:
+    ax = axes.pop(0)
+    for name, color in MANIFOLD:
+      if name in manifold:
+        _panel(ax, manifold[name], name, ylim=(0.0, 1.0), color=color,
+               title="fidelity and diversity")
+    ax.legend(loc="best", fontsize="small")
   fig.suptitle(title)
   fig.tight_layout()
   return fig
@@ -116,7 +146,7 @@ def main(argv=None):
   fid, acc = series(results)
   title = (f"{args.title or args.workdir}  (BN statistics: "
            f"{bn_mode(results[0])})")
-  fig = figure(fid, acc, title)
+  fig = figure(fid, acc, title, manifold_series(results))
   with tf.io.gfile.GFile(args.output, "wb") as f:
     fig.savefig(f, format="png")
   print(args.output)
