@@ -11,6 +11,7 @@ from matplotlib.container import BarContainer
 from PIL import Image
 
 from eval import digits_classifier as dc
+from sagan_tf.run import workdir as workdir_lib
 from tests.tools_import import load_tool
 
 recipe_table = load_tool("recipe_table")
@@ -246,3 +247,33 @@ def test_resume_runs_only_what_is_missing(tmp_path, monkeypatch, capsys):
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 2 and "holds 'b=tiny,g_lr=3e-4' to step 2" in err[0]
   assert "not 'a=tiny' to step 3" in err[1]
+
+
+def test_an_unfinished_run_of_another_config_is_refused(tmp_path, monkeypatch,
+                                                        capsys):
+  out = str(tmp_path)
+  ran = []
+
+  def fake_run(out_, variant, dataset, seed, *a, **k):
+    ran.append(variant.spec())
+    result = dict(_result(dataset, variant.name, seed, 10.0), step=2,
+                  spec=variant.spec())
+    path = recipe_table.result_file(out_, dataset, variant.name, seed)
+    with open(path, "w") as f:
+      json.dump(result, f)
+    return result
+  monkeypatch.setattr(recipe_table, "run_one", fake_run)
+  monkeypatch.setattr(recipe_table.train_eval, "load_named_classifier",
+                      lambda name, **k: name)
+  variant = recipe_table.parse_variant("b=tiny,g_lr=3e-4")
+  workdir = os.path.join(recipe_table.run_dir(out, "digits", "b", 0), "run")
+  workdir_lib.save_config(workdir, variant.config("digits", 0, steps=2))
+  args = ["recipe_table.py", f"--out={out}", "--seeds=1", "--datasets=digits",
+          "--steps=2"]
+  assert recipe_table.main(args + ["--variant=b=tiny,g_lr=5e-4"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "unfinished run" in err[0]
+  assert "g_lr 0.0003 -> 0.0005" in err[0] and ran == []
+  # The same variant resumes it.
+  assert recipe_table.main(args + ["--variant=b=tiny,g_lr=3e-4"]) == 0
+  assert ran == ["b=tiny,g_lr=3e-4"]

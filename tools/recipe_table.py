@@ -18,7 +18,8 @@ training loop without the evaluations) and the spec (for a variant with an EMA
 generator, ``ema_decay`` > 0, the live generator is evaluated beside the EMA at
 every evaluation, and the table has a row ``<name>-live`` for it: the EMA does not
 change training, so one run measures the recipe with and without it); a run whose ``result.json``
-exists is not run again. The last sample grid of each run is copied to
+exists is not run again, and one interrupted under the same name with another
+config is refused rather than resumed. The last sample grid of each run is copied to
 ``OUT/grids/<dataset>_<variant>_seed<k>.png``.
 
 The table (also ``OUT/recipe_table.md``): per dataset and variant, the median of
@@ -219,6 +220,25 @@ def load_result(out, dataset, variant: Variant, seed, steps=None):
   return result
 
 
+def check_unfinished(out, dataset, variant: Variant, seed, steps=None) -> None:
+  """ValueError when the run's workdir exists (an interrupted run, no result.json)
+  with another config than this variant's: resuming would mix two recipes."""
+  workdir = os.path.join(run_dir(out, dataset, variant.name, seed), "run")
+  if not workdir_lib.has_config(workdir):
+    return
+  saved = workdir_lib.load_config(workdir)
+  want = variant.config(dataset, seed, steps)
+  changed = [f"{f.name} {getattr(saved, f.name)!r} -> {getattr(want, f.name)!r}"
+             for f in dataclasses.fields(config_lib.Config)
+             if getattr(saved, f.name) != getattr(want, f.name)]
+  if changed:
+    raise ValueError(
+        f"{workdir} holds an unfinished run of another config than "
+        f"{variant.spec()!r} ({'; '.join(changed)}): use another --out or variant "
+        f"name, or delete {run_dir(out, dataset, variant.name, seed)} to run it "
+        f"afresh.")
+
+
 LIVE_SUFFIX = "-live"
 
 
@@ -338,6 +358,8 @@ def main(argv=None) -> int:
       for seed in range(seeds):
         try:
           result = load_result(out, dataset, variant, seed, FLAGS.steps)
+          if result is None:
+            check_unfinished(out, dataset, variant, seed, FLAGS.steps)
         except ValueError as e:
           print(f"recipe_table.py: {e}", file=sys.stderr)
           return 2
