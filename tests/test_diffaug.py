@@ -14,6 +14,7 @@ from sagan_tf.run import checkpoint as ckpt_lib
 from sagan_tf.run import state as state_lib
 from sagan_tf.training import diffaug
 from sagan_tf.training import loop as train_lib
+from sagan_tf.training import noise as noise_lib
 from sagan_tf.training import step as step_lib
 
 ALL = ("color", "translation", "cutout")
@@ -183,7 +184,7 @@ def test_every_d_pass_sees_augmented_images():
   t = tf.constant(4, tf.int64)
 
   def expected(x, substep, stream):
-    seed = step_lib.noise_seed(TINY.seed, t, substep, 0)
+    seed = noise_lib.noise_seed(TINY.seed, t, substep, 0)
     seed = tf.random.experimental.stateless_fold_in(seed, stream)
     return diffaug.augment(tf.constant(x), ALL, seed).numpy()
 

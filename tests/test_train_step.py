@@ -11,6 +11,7 @@ from sagan_tf import config as config_lib
 from sagan_tf.run import state as state_lib
 from sagan_tf import strategy as strategy_lib
 from sagan_tf.training import summaries
+from sagan_tf.training import noise as noise_lib
 from sagan_tf.training import step as step_lib
 from sagan_tf.models.builder import build_models
 
@@ -18,7 +19,7 @@ TINY = config_lib.from_preset("tiny")
 
 
 def _noise(step, substep, replica, config=TINY, batch=6):
-  z, c = step_lib.sample_noise(config, batch, step, substep, replica)
+  z, c = noise_lib.sample_noise(config, batch, step, substep, replica)
   return z.numpy(), c.numpy()
 
 
@@ -43,7 +44,7 @@ def test_noise_statistics():
 
 
 def test_noise_inside_tf_function():
-  f = tf.function(lambda s: step_lib.sample_noise(TINY, 6, s, 0, 1)[0])
+  f = tf.function(lambda s: noise_lib.sample_noise(TINY, 6, s, 0, 1)[0])
   np.testing.assert_array_equal(f(tf.constant(7, tf.int64)).numpy(), _noise(7, 0, 1)[0])
 
 

@@ -51,3 +51,17 @@ def weight(step, start: int, end: int) -> Optional[tf.Tensor]:
     return None
   t = tf.cast(step, tf.float32)
   return tf.clip_by_value((t - float(start)) / float(end - start), 0.0, 1.0)
+
+
+def call_kwargs(config, step) -> dict:
+  """Keyword arguments of every G and D call of the train step at ``step``:
+  ``{"cond_scale": lambda_t}``, or ``{}`` (the official calls) when off."""
+  scale = weight(step, config.cond_transition_start, config.cond_transition_end)
+  return {} if scale is None else {"cond_scale": scale}
+
+
+def scalars(config, trained_step) -> dict:
+  """TensorBoard scalars: ``{"cond/weight": lambda}`` of the step just trained,
+  or ``{}`` when off."""
+  scale = call_kwargs(config, trained_step).get("cond_scale")
+  return {} if scale is None else {"cond/weight": float(scale)}

@@ -269,11 +269,8 @@ class Trainer:
         self.generator, self.discriminator).items()}
     out["lr/generator"] = float(self.g_optimizer.learning_rate.numpy())
     out["lr/discriminator"] = float(self.d_optimizer.learning_rate.numpy())
-    c = self.config
-    if cond_transition.is_on(c.cond_transition_start, c.cond_transition_end):
-      # The weight of the step just trained (the counter is already past it).
-      out["cond/weight"] = float(cond_transition.weight(
-          self.step.numpy() - 1, c.cond_transition_start, c.cond_transition_end))
+    # The step just trained: the counter is already past it.
+    out.update(cond_transition.scalars(self.config, self.step.numpy() - 1))
     return out
 
   def write_samples(self) -> Optional[str]:

@@ -53,3 +53,12 @@ def term(images: tf.Tensor, z: tf.Tensor) -> tf.Tensor:
   image_gap = tf.reduce_mean(tf.abs(images[:half] - images[half:2 * half]))
   z_gap = tf.reduce_mean(tf.abs(z[:half] - z[half:2 * half]))
   return 1.0 / (image_gap / z_gap + EPSILON)
+
+
+def check_replica_batch(global_batch: int, replica_batch: int) -> None:
+  """ValueError unless each replica's batch splits into pairs."""
+  if replica_batch % 2:
+    raise ValueError(
+        f"ms_weight pairs the examples of each replica's batch: the replica "
+        f"batch is {replica_batch} (batch_size={global_batch} over "
+        f"{global_batch // replica_batch} replicas); make it even.")

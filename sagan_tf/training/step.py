@@ -65,13 +65,8 @@ picks), and training amplifies small differences: a one-ulp change of the starti
 weights moves sagan_tf's own trajectory further (96.7% of the elements within 1e-5
 after 4 iterations) than it is from the official one (99.25%).
 
-Noise is reproducible: z and c are drawn with stateless ops seeded by
-``(config.seed, global step, substep, replica id)`` (substep ``d_steps`` is the G
-step), so a run resumed from a checkpoint at step k draws exactly the numbers an
-uninterrupted run draws at step k. (The noise therefore depends on the number of
-replicas: the same seed on 1 and 2 replicas gives different runs.) ``noise_fn``
-replaces the draw (tests feed recorded noise through it). DiffAugment draws from
-the same seed, folded with 2 (real images) or 3 (fake; z and c take 0 and 1).
+Noise (z, c and DiffAugment's draws) is a function of ``(config.seed, global
+step, substep, replica id)``: ``sagan_tf.training.noise``.
 
 Deliberate deviations from the official code:
 
@@ -102,6 +97,7 @@ from sagan_tf.config import parse_diffaug
 from sagan_tf.training import cond_transition
 from sagan_tf.training import diffaug
 from sagan_tf.training import mode_seeking
+from sagan_tf.training import noise
 from sagan_tf.training.losses import get_loss
 
 # How the step reads the spectral-norm u: see the module docstring.
@@ -110,28 +106,6 @@ VARIABLE_READS = ("tf1", "resource")
 # Metric names returned by every step (global means over the batch, float32).
 METRICS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "real_logits",
            "fake_logits")
-
-
-def noise_seed(seed, step, substep, replica_id):
-  """Stateless seed `[2]` int64 for (run seed, global step, substep, replica)."""
-  s = tf.constant([0, 0], tf.int64) + tf.cast(seed, tf.int64)
-  for data in (step, substep, replica_id):
-    s = tf.random.experimental.stateless_fold_in(s, tf.cast(data, tf.int64))
-  return s
-
-
-def sample_noise(config: Config, batch: int, step, substep, replica_id):
-  """Returns (z `[batch, z_dim]` float32 ~ N(0, 1), labels `[batch]` int32 uniform).
-
-  Deterministic in (config.seed, step, substep, replica_id).
-  """
-  seed = noise_seed(config.seed, step, substep, replica_id)
-  z_seed = tf.random.experimental.stateless_fold_in(seed, 0)
-  c_seed = tf.random.experimental.stateless_fold_in(seed, 1)
-  z = tf.random.stateless_normal([batch, config.z_dim], seed=z_seed)
-  labels = tf.random.stateless_uniform([batch], seed=c_seed, minval=0,
-                                       maxval=config.num_classes, dtype=tf.int32)
-  return z, labels
 
 
 class TrainStep:
@@ -154,7 +128,7 @@ class TrainStep:
       global step as an int64 tensor, ``replica_id`` the replica's index (int
       or int32 tensor), ``batch`` the per-replica batch as a Python int). It runs inside the step's
       ``tf.function`` (and ``strategy.run``), once per substep. None draws
-      ``sample_noise(config, ...)``. Tests feed recorded noise through it.
+      ``noise.sample_noise(config, ...)``. Tests feed recorded noise through it.
     variable_reads: ``"tf1"`` (the official graph's read timing of ``u``, see
       the module docstring), ``"resource"``, or None: ``"tf1"`` if the variant's
       ``tf1_variable_reads`` is set (the official variant), else ``"resource"``.
@@ -179,16 +153,13 @@ class TrainStep:
     self.ema = ema
     self.lecam = lecam
     self.diffaug = parse_diffaug(config.diffaug)
-    self.noise_fn = noise_fn or functools.partial(sample_noise, config)
+    self.noise_fn = noise_fn or functools.partial(noise.sample_noise, config)
     self.loss = get_loss(config.loss)
     self.global_batch = config.batch_size
     self.replica_batch = strategy_lib.replica_batch_size(strategy,
                                                          config.batch_size)
-    if config.ms_weight and self.replica_batch % 2:
-      raise ValueError(
-          f"ms_weight pairs the examples of each replica's batch: the replica "
-          f"batch is {self.replica_batch} (batch_size={config.batch_size} over "
-          f"{strategy.num_replicas_in_sync} replicas); make it even.")
+    if config.ms_weight:
+      mode_seeking.check_replica_batch(config.batch_size, self.replica_batch)
     self.update_u_on_fake = bool(discriminator.variant.d_update_u_on_fake)
     self.tf1_reads = _tf1_reads(variable_reads, generator, discriminator)
     choice = jit_choice.resolve(config, strategy)  # "auto" -> True/False
@@ -233,22 +204,14 @@ class TrainStep:
     """``images`` after ``config.diffaug``; stream 0 the real, 1 the fake images."""
     if not self.diffaug:
       return images
-    seed = noise_seed(self.config.seed, step, substep, self._replica_id())
+    seed = noise.noise_seed(self.config.seed, step, substep, self._replica_id())
     seed = tf.random.experimental.stateless_fold_in(seed, 2 + stream)
     return diffaug.augment(images, self.diffaug, seed)
-
-  def _cond(self, step):
-    """Keyword arguments of every G and D call: the transitional conditioning's
-    weight of this step, or none (the official calls) when it is off."""
-    c = self.config
-    scale = cond_transition.weight(step, c.cond_transition_start,
-                                   c.cond_transition_end)
-    return {} if scale is None else {"cond_scale": scale}
 
   def d_step(self, images, labels, step, substep):
     """One D update on a real batch; returns the replica's metric contributions."""
     g, d = self.generator, self.discriminator
-    cond = self._cond(step)
+    cond = cond_transition.call_kwargs(self.config, step)
     z, fake_labels = self._noise(step, substep)
     fake = self._augment(g(z, fake_labels, training=True, **cond), step, substep, 1)
     images = self._augment(images, step, substep, 0)
@@ -280,7 +243,7 @@ class TrainStep:
   def g_step(self, step):
     """One G update on fresh noise; returns the replica's g_loss contribution."""
     g, d = self.generator, self.discriminator
-    cond = self._cond(step)
+    cond = cond_transition.call_kwargs(self.config, step)
     z, fake_labels = self._noise(step, self.config.d_steps)
     ms_weight = self.config.ms_weight
     if ms_weight:  # pairs (i, i + P) of one class (sagan_tf.training.mode_seeking)
