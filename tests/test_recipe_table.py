@@ -209,11 +209,9 @@ def test_end_to_end_on_tiny(tmp_path, cache, capsys):
 
 
 
-def test_resume_runs_only_what_is_missing(tmp_path, monkeypatch, capsys):
-  out = str(tmp_path)
-  args = ["recipe_table.py", f"--out={out}", "--variant=a=tiny",
-          "--variant=b=tiny,g_lr=3e-4", "--seeds=2", "--datasets=digits,glyphs",
-          "--steps=2"]
+def _fake_runs(monkeypatch):
+  """run_one replaced by one that writes a result (FID 10 + its rank) and no
+  classifier loaded; returns the list of (variant, dataset, seed) it ran."""
   ran = []
 
   def fake_run(out_, variant, dataset, seed, *a, **k):
@@ -228,6 +226,15 @@ def test_resume_runs_only_what_is_missing(tmp_path, monkeypatch, capsys):
   monkeypatch.setattr(recipe_table, "run_one", fake_run)
   monkeypatch.setattr(recipe_table.train_eval, "load_named_classifier",
                       lambda name, **k: name)
+  return ran
+
+
+def test_resume_runs_only_what_is_missing(tmp_path, monkeypatch, capsys):
+  out = str(tmp_path)
+  args = ["recipe_table.py", f"--out={out}", "--variant=a=tiny",
+          "--variant=b=tiny,g_lr=3e-4", "--seeds=2", "--datasets=digits,glyphs",
+          "--steps=2"]
+  ran = _fake_runs(monkeypatch)
   assert recipe_table.main(args) == 0
   assert len(ran) == 8
   first = capsys.readouterr().out
@@ -252,19 +259,7 @@ def test_resume_runs_only_what_is_missing(tmp_path, monkeypatch, capsys):
 def test_an_unfinished_run_of_another_config_is_refused(tmp_path, monkeypatch,
                                                         capsys):
   out = str(tmp_path)
-  ran = []
-
-  def fake_run(out_, variant, dataset, seed, *a, **k):
-    ran.append(variant.spec())
-    result = dict(_result(dataset, variant.name, seed, 10.0), step=2,
-                  spec=variant.spec())
-    path = recipe_table.result_file(out_, dataset, variant.name, seed)
-    with open(path, "w") as f:
-      json.dump(result, f)
-    return result
-  monkeypatch.setattr(recipe_table, "run_one", fake_run)
-  monkeypatch.setattr(recipe_table.train_eval, "load_named_classifier",
-                      lambda name, **k: name)
+  ran = _fake_runs(monkeypatch)
   variant = recipe_table.parse_variant("b=tiny,g_lr=3e-4")
   workdir = os.path.join(recipe_table.run_dir(out, "digits", "b", 0), "run")
   workdir_lib.save_config(workdir, variant.config("digits", 0, steps=2))
@@ -276,4 +271,4 @@ def test_an_unfinished_run_of_another_config_is_refused(tmp_path, monkeypatch,
   assert "g_lr 0.0003 -> 0.0005" in err[0] and ran == []
   # The same variant resumes it.
   assert recipe_table.main(args + ["--variant=b=tiny,g_lr=3e-4"]) == 0
-  assert ran == ["b=tiny,g_lr=3e-4"]
+  assert ran == [("b", "digits", 0)]
