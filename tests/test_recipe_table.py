@@ -261,7 +261,7 @@ def test_an_unfinished_run_of_another_config_is_refused(tmp_path, monkeypatch,
   out = str(tmp_path)
   ran = _fake_runs(monkeypatch)
   variant = recipe_table.parse_variant("b=tiny,g_lr=3e-4")
-  workdir = os.path.join(recipe_table.run_dir(out, "digits", "b", 0), "run")
+  workdir = recipe_table.run_workdir(out, "digits", "b", 0)
   workdir_lib.save_config(workdir, variant.config("digits", 0, steps=2))
   args = ["recipe_table.py", f"--out={out}", "--seeds=1", "--datasets=digits",
           "--steps=2"]

@@ -131,6 +131,10 @@ def run_dir(out: str, dataset: str, variant: str, seed: int) -> str:
   return os.path.join(out, dataset, variant, f"seed{seed}")
 
 
+def run_workdir(out: str, dataset: str, variant: str, seed: int) -> str:
+  return os.path.join(run_dir(out, dataset, variant, seed), "run")
+
+
 def result_file(out, dataset, variant, seed) -> str:
   return os.path.join(run_dir(out, dataset, variant, seed), "result.json")
 
@@ -143,7 +147,7 @@ def run_one(out: str, variant: Variant, dataset: str, seed: int, classifier,
             protocol: evaluate.Protocol, steps=None, cache_dir=None) -> dict:
   """Trains and evaluates one (variant, dataset, seed); writes its result.json."""
   config = variant.config(dataset, seed, steps)
-  workdir = os.path.join(run_dir(out, dataset, variant.name, seed), "run")
+  workdir = run_workdir(out, dataset, variant.name, seed)
   state_lib.set_process_switches(config)  # this run's model-initialisation seed
   evaluator = train_eval.make_train_evaluator(
       config, workdir, classifier=classifier, protocol=protocol,
@@ -223,7 +227,7 @@ def load_result(out, dataset, variant: Variant, seed, steps=None):
 def check_unfinished(out, dataset, variant: Variant, seed, steps=None) -> None:
   """ValueError when the run's workdir exists (an interrupted run, no result.json)
   with another config than this variant's: resuming would mix two recipes."""
-  workdir = os.path.join(run_dir(out, dataset, variant.name, seed), "run")
+  workdir = run_workdir(out, dataset, variant.name, seed)
   if not workdir_lib.has_config(workdir):
     return
   saved = workdir_lib.load_config(workdir)

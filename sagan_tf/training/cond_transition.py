@@ -40,14 +40,10 @@ from typing import Optional
 import tensorflow as tf
 
 
-def is_on(start: int, end: int) -> bool:
-  """Whether a (start, end) schedule is a transition (end > 0) rather than off."""
-  return int(end) > 0
-
-
 def weight(step, start: int, end: int) -> Optional[tf.Tensor]:
-  """``lambda_t``: float32 scalar for the global step ``step``; None when off."""
-  if not is_on(start, end):
+  """``lambda_t``: float32 scalar for the global step ``step``; None when off
+  (``end`` 0)."""
+  if not end:
     return None
   t = tf.cast(step, tf.float32)
   return tf.clip_by_value((t - float(start)) / float(end - start), 0.0, 1.0)
@@ -63,5 +59,6 @@ def call_kwargs(config, step) -> dict:
 def scalars(config, trained_step) -> dict:
   """TensorBoard scalars: ``{"cond/weight": lambda}`` of the step just trained,
   or ``{}`` when off."""
-  scale = call_kwargs(config, trained_step).get("cond_scale")
+  scale = weight(trained_step, config.cond_transition_start,
+                 config.cond_transition_end)
   return {} if scale is None else {"cond/weight": float(scale)}

@@ -6,9 +6,8 @@ step), so a run resumed from a checkpoint at step k draws exactly the numbers an
 uninterrupted run draws at step k. (The noise therefore depends on the number of
 replicas: the same seed on 1 and 2 replicas gives different runs.) ``TrainStep``'s
 ``noise_fn`` replaces the draw (tests feed recorded noise through it). DiffAugment
-draws from
-the same seed, folded with 2 (real images) or 3 (fake; z and c take 0 and 1);
-the mode-seeking term pairs the G step's labels after the draw
+draws from the same seed, folded with 2 (real images) or 3 (fake; z and c take 0
+and 1); the mode-seeking term pairs the G step's labels after the draw
 (``sagan_tf.training.mode_seeking``).
 """
 from __future__ import annotations
