@@ -259,8 +259,9 @@ PRESETS: Dict[str, Config] = {
     # Offline default: scikit-learn's bundled 8x8 digits resized to 32x32.
     "digits32": Config(
         image_size=32, num_classes=10, gf_dim=8, df_dim=8, batch_size=32,
-        dataset="digits", train_steps=2000, g_lr=4e-4, d_lr=4e-4, beta1=0.0,
+        dataset="digits", train_steps=2500, g_lr=4e-4, d_lr=4e-4, beta1=0.0,
         beta2=0.9, diffaug="translation,cutout", ema_decay=0.995, ema_start=1000,
+        ms_weight=0.15,
         log_every=50, sample_every=250, checkpoint_every=250,
         shuffle_buffer=2048, eval_every=500),
     "tiny": Config(
